@@ -1,0 +1,78 @@
+"""Conv2D: Keras's 2-D convolution layer (cross-correlation, NHWC input, HWIO kernel)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from scratch import initializers, windows
+from scratch.layer import Layer, Shape, int_pair, padding_mode, positive_int
+from scratch.windows import Axis
+
+
+class Conv2D(Layer):
+    """``y = activation(correlate(pad(x), kernel) + bias)``.
+
+    kernel: (kh, kw, in_channels, filters) — Keras's HWIO layout; bias: (filters,).
+    "same" padding follows TensorFlow: the extra pixel of an odd padding goes bottom/right.
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int | tuple[int, int],
+        strides: int | tuple[int, int] = (1, 1),
+        padding: str = "valid",
+        activation: str | None = None,
+        name: str | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(name=name, activation=activation)
+        self.filters = positive_int(filters, "filters")
+        self.kernel_size = int_pair(kernel_size, "kernel_size")
+        self.strides = int_pair(strides, "strides")
+        self.padding = padding_mode(padding)
+        self.seed = seed
+        self._rows = self._cols = Axis(0, 0, 0)
+        self._cache: tuple[np.ndarray, tuple[int, ...]] | None = None
+
+    def _build(self, input_shape: Shape, rng: np.random.Generator) -> Shape:
+        if len(input_shape) != 3:
+            raise ValueError(
+                f"Layer '{self.name}' expects inputs of rank 4 (batch, height, width, "
+                f"channels). Received: input_shape={(None, *input_shape)}"
+            )
+        h, w, c = input_shape
+        (kh, kw), (sh, sw) = self.kernel_size, self.strides
+        self._rows = windows.same_or_valid(h, kh, sh, self.padding)
+        self._cols = windows.same_or_valid(w, kw, sw, self.padding)
+        if self._rows.out <= 0 or self._cols.out <= 0:
+            raise ValueError(
+                f"Layer '{self.name}': kernel_size {self.kernel_size} is larger than the input "
+                f"with padding='valid'. Received: input_shape={(None, *input_shape)}"
+            )
+        self.params = {
+            "kernel": initializers.glorot_uniform((kh, kw, c, self.filters), rng, self.dtype),
+            "bias": self._new_weight((self.filters,), 0.0),
+        }
+        return (self._rows.out, self._cols.out, self.filters)
+
+    def _forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        xp = windows.pad(x, self._rows, self._cols)  # (N, Hp, Wp, C)
+        z, cols = windows.correlate(xp, self.params["kernel"], self.strides)  # (N, Ho, Wo, F)
+        z += self.params["bias"]
+        self._cache = (cols, xp.shape)
+        return z
+
+    def _backward(self, dz: np.ndarray, input_grad: bool) -> np.ndarray | None:
+        assert self._cache is not None
+        cols, (_, hp, wp, _) = self._cache  # cols: (N*Ho*Wo, kh*kw*C); padded input NHWC
+        kernel = self.params["kernel"]
+        dz2 = dz.reshape(-1, self.filters)  # (N*Ho*Wo, F)
+        self.grads = {
+            "kernel": (cols.T @ dz2).reshape(kernel.shape),  # (kh*kw*C, F) -> HWIO
+            "bias": dz2.sum(axis=0),
+        }
+        if not input_grad:
+            return None
+        dxp = windows.correlate_input_grad(dz, kernel, self.strides, (hp, wp))
+        return windows.crop(dxp, self._rows, self._cols)

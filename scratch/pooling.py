@@ -1,0 +1,97 @@
+"""AveragePooling2D and MaxPooling2D (NHWC), with Keras's padding rules.
+
+"same" average pooling divides by the number of real (unpadded) cells in each window, as
+TensorFlow's avg_pool does; "same" max pooling never picks a padded cell. Max-pool gradients go
+to the first maximum of each window (row-major), the convention of TensorFlow's MaxPoolGrad
+for ties; with continuous inputs ties do not occur.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from scratch import windows
+from scratch.layer import Layer, Shape, int_pair, padding_mode
+from scratch.windows import Axis
+
+
+class _Pooling2D(Layer):
+    def __init__(
+        self,
+        pool_size: int | tuple[int, int] = (2, 2),
+        strides: int | tuple[int, int] | None = None,
+        padding: str = "valid",
+        name: str | None = None,
+    ) -> None:
+        super().__init__(name=name)
+        self.pool_size = int_pair(pool_size, "pool_size")
+        self.strides = self.pool_size if strides is None else int_pair(strides, "strides")
+        self.padding = padding_mode(padding)
+        self._rows = self._cols = Axis(0, 0, 0)
+        self._padded_shape: tuple[int, ...] = ()
+
+    def _build(self, input_shape: Shape, rng: np.random.Generator) -> Shape:
+        if len(input_shape) != 3:
+            raise ValueError(
+                f"Layer '{self.name}' expects inputs of rank 4 (batch, height, width, "
+                f"channels). Received: input_shape={(None, *input_shape)}"
+            )
+        h, w, c = input_shape
+        self._rows = windows.same_or_valid(h, self.pool_size[0], self.strides[0], self.padding)
+        self._cols = windows.same_or_valid(w, self.pool_size[1], self.strides[1], self.padding)
+        if self._rows.out <= 0 or self._cols.out <= 0:
+            raise ValueError(
+                f"Layer '{self.name}': pool_size {self.pool_size} is larger than the input "
+                f"with padding='valid'. Received: input_shape={(None, *input_shape)}"
+            )
+        return (self._rows.out, self._cols.out, c)
+
+    def _scatter(self, dwin: np.ndarray) -> np.ndarray:
+        """Window gradients (N, Ho, Wo, kh, kw, C) -> dL/dx (N, H, W, C), padding cropped."""
+        dxp = windows.windows_adjoint(dwin, self._padded_shape, self.strides)
+        return windows.crop(dxp, self._rows, self._cols)
+
+
+class AveragePooling2D(_Pooling2D):
+    def _build(self, input_shape: Shape, rng: np.random.Generator) -> Shape:
+        out = super()._build(input_shape, rng)
+        # Real cells per window: pool the indicator of the unpadded input. Shape (1, Ho, Wo, 1).
+        ones = windows.pad(np.ones((1, *input_shape[:2], 1), self.dtype), self._rows, self._cols)
+        self._count = windows.windows(ones, self.pool_size, self.strides).sum(axis=(3, 4))
+        return out
+
+    def _forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        xp = windows.pad(x, self._rows, self._cols)  # (N, Hp, Wp, C)
+        self._padded_shape = xp.shape
+        win = windows.windows(xp, self.pool_size, self.strides)  # (N, Ho, Wo, kh, kw, C)
+        return win.sum(axis=(3, 4)) / self._count
+
+    def _backward(self, dz: np.ndarray, input_grad: bool) -> np.ndarray | None:
+        self.grads = {}
+        if not input_grad:
+            return None
+        g = dz / self._count  # (N, Ho, Wo, C)
+        kh, kw = self.pool_size
+        dwin = np.broadcast_to(g[:, :, :, None, None, :], (*g.shape[:3], kh, kw, g.shape[3]))
+        return self._scatter(dwin)
+
+
+class MaxPooling2D(_Pooling2D):
+    def _forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        xp = windows.pad(x, self._rows, self._cols, value=-np.inf)  # (N, Hp, Wp, C)
+        self._padded_shape = xp.shape
+        win = windows.windows(xp, self.pool_size, self.strides)  # (N, Ho, Wo, kh, kw, C)
+        n, ho, wo, kh, kw, c = win.shape
+        flat = win.reshape(n, ho, wo, kh * kw, c)  # copy: window cells on one axis
+        self._argmax = flat.argmax(axis=3)[:, :, :, None, :]  # (N, Ho, Wo, 1, C)
+        return np.take_along_axis(flat, self._argmax, axis=3)[:, :, :, 0, :]
+
+    def _backward(self, dz: np.ndarray, input_grad: bool) -> np.ndarray | None:
+        self.grads = {}
+        if not input_grad:
+            return None
+        n, ho, wo, c = dz.shape
+        kh, kw = self.pool_size
+        dwin = np.zeros((n, ho, wo, kh * kw, c), dtype=dz.dtype)
+        np.put_along_axis(dwin, self._argmax, dz[:, :, :, None, :], axis=3)
+        return self._scatter(dwin.reshape(n, ho, wo, kh, kw, c))
