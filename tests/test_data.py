@@ -44,7 +44,7 @@ def _check_shapes(data: Dataset, n_train: int, n_heldout: int, dtype: type) -> N
     assert data.labels_train.dtype == np.int64
     assert data.labels_heldout.dtype == np.int64
     for x in (data.x_train, data.x_heldout):
-        assert 0.0 <= x.min() and x.max() <= 1.0
+        assert x.min() >= 0.0 and x.max() <= 1.0
     np.testing.assert_array_equal(data.y_train.argmax(axis=1), data.labels_train)
     np.testing.assert_array_equal(data.y_heldout.argmax(axis=1), data.labels_heldout)
     assert np.all(data.y_train.sum(axis=1) == 1)
@@ -333,7 +333,7 @@ def test_truncated_keras_cache(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "datasets" / "mnist.npz"
     _write_keras_format(path)
     path.write_bytes(path.read_bytes()[:1000])
-    with pytest.raises(InputError, match="not a readable .npz"):
+    with pytest.raises(InputError, match=r"not a readable \.npz"):
         load_data("keras", keras_cache=tmp_path)
 
 
