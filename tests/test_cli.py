@@ -1,0 +1,122 @@
+"""The lenet-parity command: exit codes, one-line errors, atomic JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+
+from compare import __version__
+from compare.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_console_script_points_at_main() -> None:
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "lenet-parity"]
+    assert script.value == "compare.cli:main"
+
+
+def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--version")
+    assert (code, out.strip()) == (0, f"lenet-parity {__version__}")
+    code, out, _ = run(capsys, "--help")
+    assert code == 0
+    assert "train" in out
+    code, out, _ = run(capsys, "train", "--help")
+    assert code == 0
+    assert "--data" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        ([], "required: COMMAND"),
+        (["bogus"], "invalid choice: 'bogus'"),
+        (["train", "--epochs", "0"], "--epochs: expected a positive integer"),
+        (["train", "--variant", "lenet7"], "--variant: invalid choice"),
+        (["train", "--dtype", "float16"], "--dtype: invalid choice"),
+        (["train", "--learning-rate", "nan"], "--learning-rate: expected a finite number"),
+        (["train", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+        (["train", "--data", "/no/such/file.npz"], "no such file"),
+        (["train", "--data", "bundle"], "unknown data source 'bundle'"),
+        (["train", "--momentum", "1.5"], "Received: momentum=1.5"),
+        (["train", "--learning-rate", "-1"], "Received: learning_rate=-1.0"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], argv: list[str], needle: str
+) -> None:
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert out == ""
+    assert err.count("\n") == 1, err
+    assert err.startswith("lenet-parity")
+    assert needle in err
+    assert "Traceback" not in err
+
+
+def test_bad_data_file_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "digits.npz"
+    bad.write_bytes(b"PK\x03\x04 this is not really a zip")
+    code, _, err = run(capsys, "train", "--data", str(bad))
+    assert code == 2
+    assert err.count("\n") == 1
+    assert str(bad) in err
+
+
+def test_train_writes_history_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "history.json"
+    code, out, err = run(
+        capsys, "train", "--data", "synthetic", "--epochs", "2", "--batch-size", "64",
+        "--json", str(target),
+    )  # fmt: skip
+    assert (code, err) == (0, "")
+    record = json.loads(target.read_text())
+    history = record["history"]
+    # synthetic: 512 examples, 410 train / 102 held out -> ceil(410 / 64) = 7 steps per epoch
+    assert history["steps_per_epoch"] == 7
+    assert len(history["step_loss"]) == 14
+    assert len(history["epoch_heldout_accuracy"]) == 2
+    assert record["config"]["epochs"] == 2
+    assert "final held-out accuracy" in out
+    assert list(tmp_path.iterdir()) == [target]  # no temporary files left behind
+
+
+def test_failed_run_keeps_existing_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "history.json"
+    target.write_text("previous result\n")
+    code, _, _ = run(
+        capsys, "train", "--data", str(tmp_path / "missing.npz"), "--json", str(target)
+    )
+    assert code == 2
+    assert target.read_text() == "previous result\n"
+
+
+def test_json_into_missing_folder_is_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "train", "--json", str(tmp_path / "nope" / "h.json"))
+    assert code == 2
+    assert "does not exist" in err
+
+
+def test_module_entry_point_exit_code(tmp_path: Path) -> None:
+    """The real process: exit status 2 and one stderr line, no traceback."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "compare.cli", "train", "--data", str(tmp_path / "x.npz")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1
+    assert "Traceback" not in proc.stderr
