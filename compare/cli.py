@@ -16,7 +16,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -37,24 +37,19 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum``."""
 
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+        return value
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
+    return parse
 
 
 def _finite_float(text: str) -> float:
@@ -85,8 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--variant", choices=sorted(scratch.VARIANTS), default="keras-docs")
     train.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    train.add_argument("--epochs", type=_positive_int, default=20)
-    train.add_argument("--batch-size", type=_positive_int, default=256)
+    train.add_argument("--epochs", type=_int_at_least(1), default=20)
+    train.add_argument("--batch-size", type=_int_at_least(1), default=256)
     train.add_argument("--learning-rate", type=_finite_float, default=0.05)
     train.add_argument("--momentum", type=_finite_float, default=0.0)
     train.add_argument("--nesterov", action="store_true")
@@ -97,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="cross-entropy as Keras computes it on TensorFlow (logits) or JAX/torch "
         "(clipped probabilities); default: logits",
     )
-    train.add_argument("--seed", type=_non_negative_int, default=0, help="weights, split, shuffle")
+    train.add_argument("--seed", type=_int_at_least(0), default=0, help="weights, split, shuffle")
     train.add_argument(
         "--data",
         default="bundled",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from scratch import initializers, windows
-from scratch.layer import Layer, Shape, int_pair, padding_mode, positive_int
+from scratch.layer import Layer, Shape, int_pair, padding_mode, positive_int, spatial_plan
 from scratch.windows import Axis
 
 
@@ -36,20 +36,10 @@ class Conv2D(Layer):
         self._cache: tuple[np.ndarray, tuple[int, ...]] | None = None
 
     def _build(self, input_shape: Shape, rng: np.random.Generator) -> Shape:
-        if len(input_shape) != 3:
-            raise ValueError(
-                f"Layer '{self.name}' expects inputs of rank 4 (batch, height, width, "
-                f"channels). Received: input_shape={(None, *input_shape)}"
-            )
-        h, w, c = input_shape
-        (kh, kw), (sh, sw) = self.kernel_size, self.strides
-        self._rows = windows.same_or_valid(h, kh, sh, self.padding)
-        self._cols = windows.same_or_valid(w, kw, sw, self.padding)
-        if self._rows.out <= 0 or self._cols.out <= 0:
-            raise ValueError(
-                f"Layer '{self.name}': kernel_size {self.kernel_size} is larger than the input "
-                f"with padding='valid'. Received: input_shape={(None, *input_shape)}"
-            )
+        self._rows, self._cols = spatial_plan(
+            self.name, input_shape, self.kernel_size, self.strides, self.padding
+        )
+        (kh, kw), c = self.kernel_size, input_shape[2]
         self.params = {
             "kernel": initializers.glorot_uniform((kh, kw, c, self.filters), rng, self.dtype),
             "bias": self._new_weight((self.filters,), 0.0),

@@ -20,13 +20,14 @@ Subclasses implement ``_build``, ``_forward`` (pre-activation output) and ``_bac
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal, overload
 
 import numpy as np
 
-from scratch import activations
+from scratch import activations, windows
 from scratch.activations import Activation
+from scratch.windows import Axis
 
 Shape = tuple[int, ...]
 
@@ -84,6 +85,44 @@ def padding_mode(value: object) -> str:
             f"Received: padding={value!r}"
         )
     return str(mode)
+
+
+def check_matching(
+    expected: Mapping[str, np.ndarray], given: Mapping[str, np.ndarray], what: str
+) -> None:
+    """``given`` must have exactly ``expected``'s keys, and each array its shape and dtype."""
+    if given.keys() != expected.keys():
+        raise ValueError(
+            f"The {what} must have exactly these keys: {sorted(expected)}. Received: "
+            f"missing={sorted(expected.keys() - given.keys())}, "
+            f"unexpected={sorted(given.keys() - expected.keys())}"
+        )
+    for key, ref in expected.items():
+        value = np.asarray(given[key])
+        if value.shape != ref.shape or value.dtype != ref.dtype:
+            raise ValueError(
+                f"The {what} '{key}' must have shape {ref.shape} and dtype {ref.dtype}. "
+                f"Received: shape={value.shape}, dtype={value.dtype}"
+            )
+
+
+def spatial_plan(
+    layer: str, input_shape: Shape, k: tuple[int, int], s: tuple[int, int], padding: str
+) -> tuple[Axis, Axis]:
+    """Rows and columns (output size, padding) of a 2-D windowed layer on NHWC input."""
+    if len(input_shape) != 3:
+        raise ValueError(
+            f"Layer '{layer}' expects inputs of rank 4 (batch, height, width, channels). "
+            f"Received: input_shape={(None, *input_shape)}"
+        )
+    rows = windows.same_or_valid(input_shape[0], k[0], s[0], padding)
+    cols = windows.same_or_valid(input_shape[1], k[1], s[1], padding)
+    if rows.out <= 0 or cols.out <= 0:
+        raise ValueError(
+            f"Layer '{layer}': the window {k} is larger than the input with padding='valid'. "
+            f"Received: input_shape={(None, *input_shape)}"
+        )
+    return rows, cols
 
 
 def _snake_case(name: str) -> str:

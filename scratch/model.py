@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from scratch.layer import Layer, Shape, standardize_dtype
+from scratch.layer import Layer, Shape, check_matching, standardize_dtype
 from scratch.losses import (
     CategoricalCrossentropy,
     LossPath,
@@ -193,19 +193,7 @@ class Sequential:
                 f"Model '{self.name}' is not built: give input_shape or call forward()."
             )
         live = self._live_weights()
-        if weights.keys() != live.keys():
-            raise ValueError(
-                "The weights must have exactly the model's keys. Received: "
-                f"missing={sorted(live.keys() - weights.keys())}, "
-                f"unexpected={sorted(weights.keys() - live.keys())}"
-            )
-        for key, target in live.items():
-            value = np.asarray(weights[key])
-            if value.shape != target.shape or value.dtype != target.dtype:
-                raise ValueError(
-                    f"Weight '{key}' must have shape {target.shape} and dtype {target.dtype}. "
-                    f"Received: shape={value.shape}, dtype={value.dtype}"
-                )
+        check_matching(live, weights, "weight")
         for key, target in live.items():
             np.copyto(target, weights[key])
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from scratch.layer import check_matching
+
 
 class SGD:
     def __init__(
@@ -42,19 +44,9 @@ class SGD:
 
     def apply(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
         """Update every ``params[key]`` in place from ``grads[key]``; the key sets must match."""
-        if params.keys() != grads.keys():
-            raise ValueError(
-                "The gradients must have exactly the parameters' keys. Received: "
-                f"missing={sorted(params.keys() - grads.keys())}, "
-                f"unexpected={sorted(grads.keys() - params.keys())}"
-            )
+        check_matching(params, grads, "gradient")
         for key, w in params.items():
             g = grads[key]
-            if g.shape != w.shape or g.dtype != w.dtype:
-                raise ValueError(
-                    f"Gradient '{key}' must match its parameter {w.shape} {w.dtype}. "
-                    f"Received: shape={g.shape}, dtype={g.dtype}"
-                )
             lr = w.dtype.type(self.learning_rate)  # Keras casts lr to the variable's dtype
             if self.momentum == 0:
                 w -= g * lr

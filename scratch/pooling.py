@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from scratch import windows
-from scratch.layer import Layer, Shape, int_pair, padding_mode
+from scratch.layer import Layer, Shape, int_pair, padding_mode, spatial_plan
 from scratch.windows import Axis
 
 
@@ -31,20 +31,10 @@ class _Pooling2D(Layer):
         self._padded_shape: tuple[int, ...] = ()
 
     def _build(self, input_shape: Shape, rng: np.random.Generator) -> Shape:
-        if len(input_shape) != 3:
-            raise ValueError(
-                f"Layer '{self.name}' expects inputs of rank 4 (batch, height, width, "
-                f"channels). Received: input_shape={(None, *input_shape)}"
-            )
-        h, w, c = input_shape
-        self._rows = windows.same_or_valid(h, self.pool_size[0], self.strides[0], self.padding)
-        self._cols = windows.same_or_valid(w, self.pool_size[1], self.strides[1], self.padding)
-        if self._rows.out <= 0 or self._cols.out <= 0:
-            raise ValueError(
-                f"Layer '{self.name}': pool_size {self.pool_size} is larger than the input "
-                f"with padding='valid'. Received: input_shape={(None, *input_shape)}"
-            )
-        return (self._rows.out, self._cols.out, c)
+        self._rows, self._cols = spatial_plan(
+            self.name, input_shape, self.pool_size, self.strides, self.padding
+        )
+        return (self._rows.out, self._cols.out, input_shape[2])
 
     def _scatter(self, dwin: np.ndarray) -> np.ndarray:
         """Window gradients (N, Ho, Wo, kh, kw, C) -> dL/dx (N, H, W, C), padding cropped."""

@@ -41,7 +41,7 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     [
         ([], "required: COMMAND"),
         (["bogus"], "invalid choice: 'bogus'"),
-        (["train", "--epochs", "0"], "--epochs: expected a positive integer"),
+        (["train", "--epochs", "0"], "--epochs: expected an integer >= 1"),
         (["train", "--variant", "lenet7"], "--variant: invalid choice"),
         (["train", "--dtype", "float16"], "--dtype: invalid choice"),
         (["train", "--learning-rate", "nan"], "--learning-rate: expected a finite number"),
