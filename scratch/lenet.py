@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from scratch.conv import Conv2D
 from scratch.dense import Dense
 from scratch.layer import Layer
-from scratch.losses import CategoricalCrossentropy, LossPath
+from scratch.losses import LOSS_PATHS, CategoricalCrossentropy, LossPath
 from scratch.model import Sequential
 from scratch.pooling import AveragePooling2D
 from scratch.reshaping import Flatten
@@ -68,6 +68,10 @@ def build_lenet5(
         raise ValueError(
             f"Unknown LeNet-5 variant. Expected one of {sorted(VARIANTS)}. "
             f"Received: variant={variant!r}"
+        )
+    if loss_path not in LOSS_PATHS:
+        raise ValueError(
+            f"Unknown loss path. Expected one of {LOSS_PATHS}. Received: loss_path={loss_path!r}"
         )
     return Sequential(
         lenet5_layers(VARIANTS[variant]),
