@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 from importlib.metadata import entry_points
@@ -89,6 +91,9 @@ def test_train_writes_history_json(tmp_path: Path, capsys: pytest.CaptureFixture
     assert record["config"]["epochs"] == 2
     assert "final held-out accuracy" in out
     assert list(tmp_path.iterdir()) == [target]  # no temporary files left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask  # not mkstemp's 0600
 
 
 def test_failed_run_keeps_existing_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
