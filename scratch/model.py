@@ -143,25 +143,28 @@ class Sequential:
             g = self.layers[i].backward(g, input_grad=input_grad or i > 0)
         return g
 
+    def _loss_and_backward(
+        self, x: np.ndarray, y_onehot: np.ndarray, training: bool, input_grad: bool
+    ) -> tuple[np.floating, np.ndarray | None]:
+        self.forward(x, training=training)
+        loss, dloss = self.compute_loss(np.asarray(y_onehot))
+        return loss, self.backward_from_loss(dloss, input_grad=input_grad)
+
     def loss_and_gradients(
         self, x: np.ndarray, y_onehot: np.ndarray, *, training: bool = True
     ) -> tuple[np.floating, dict[str, np.ndarray]]:
         """Loss (mean over the batch) and its gradient for every trainable parameter, keyed
-        ``"<layer>/<param>"``."""
-        self.forward(x, training=training)
-        loss, dloss = self.compute_loss(np.asarray(y_onehot))
-        self.backward_from_loss(dloss)
+        ``"<layer>/<param>"``. The first layer skips dloss/dinput, which training never needs."""
+        loss, _ = self._loss_and_backward(x, y_onehot, training, input_grad=False)
         return loss, self.grads
 
-    def input_gradient(
+    def loss_and_all_gradients(
         self, x: np.ndarray, y_onehot: np.ndarray, *, training: bool = True
-    ) -> np.ndarray:
-        """dloss/dinput (also refreshes ``grads``)."""
-        self.forward(x, training=training)
-        _, dloss = self.compute_loss(np.asarray(y_onehot))
-        dx = self.backward_from_loss(dloss, input_grad=True)
+    ) -> tuple[np.floating, dict[str, np.ndarray], np.ndarray]:
+        """Like ``loss_and_gradients`` from the same single pass, plus dloss/dinput."""
+        loss, dx = self._loss_and_backward(x, y_onehot, training, input_grad=True)
         assert dx is not None
-        return dx
+        return loss, self.grads, dx
 
     # -- weights ---------------------------------------------------------------------------
     @property

@@ -141,11 +141,15 @@ def check_model(
     h: float = H,
     max_entries: int = MAX_ENTRIES,
 ) -> dict[str, float]:
-    """Errors of ``model.loss_and_gradients`` (each ``"<layer>/<param>"``) and
-    ``model.input_gradient`` (key ``"input"``) against central differences of the loss."""
-    _, grads = model.loss_and_gradients(x, y)
+    """Errors of ``model.loss_and_all_gradients``: each ``"<layer>/<param>"`` and dloss/dinput
+    (key ``"input"``) against central differences of the loss. ``loss_and_gradients`` must give
+    the same parameter gradients bit for bit."""
+    _, grads, dx = model.loss_and_all_gradients(x, y)
     analytic = {k: np.array(v) for k, v in grads.items()}
-    analytic["input"] = np.array(model.input_gradient(x, y))
+    analytic["input"] = np.array(dx)
+    _, grads_only = model.loss_and_gradients(x, y)
+    for key, g in grads_only.items():
+        np.testing.assert_array_equal(g, analytic[key], err_msg=key)
     tensors = {**model.params, "input": x}
 
     def f() -> float:

@@ -331,7 +331,10 @@ def test_lenet5_preserves_dtype(dtype: str, variant: str, loss_path: str) -> Non
     assert grads.keys() == model.params.keys()
     for key, g in grads.items():
         assert g.dtype == dt, key
-    assert model.input_gradient(x, y).dtype == dt
+    _, all_grads, dx = model.loss_and_all_gradients(x, y)
+    assert dx.dtype == dt
+    for key, g in all_grads.items():
+        assert g.dtype == dt, key
     model.train_step(x, y, SGD(0.1, momentum=0.9, nesterov=True))
     for key, w in model.params.items():
         assert w.dtype == dt, key
@@ -341,7 +344,7 @@ def test_lenet5_preserves_dtype(dtype: str, variant: str, loss_path: str) -> Non
         lambda: model.forward(x.astype(other)),
         lambda: model.layer_outputs(x.astype(other)),
         lambda: model.loss_and_gradients(x.astype(other), y),
-        lambda: model.input_gradient(x.astype(other), y),
+        lambda: model.loss_and_all_gradients(x.astype(other), y),
     ):
         with pytest.raises(ValueError, match=f"Received: x.dtype={other}"):
             call()
@@ -365,7 +368,7 @@ def test_sequential_paths_never_write_into_their_arguments(loss_path: str) -> No
     for input_grad in (False, True):
         model.backward_from_loss(dloss, input_grad=input_grad)
     model.loss_and_gradients(x, y)
-    model.input_gradient(x, y)
+    model.loss_and_all_gradients(x, y)
     model.evaluate(x, y, batch_size=2)
     model.train_step(x, y, SGD(0.01))
     fit(model, x, y, optimizer=SGD(0.01), batch_size=2, epochs=1, shuffle=True, seed=0)
