@@ -127,10 +127,9 @@ def run_train(args: argparse.Namespace) -> int:
         f"{'epoch':>5}  {'train loss':>10}  {'train acc':>9}  {'held-out loss':>13}  "
         f"{'held-out acc':>12}  {'seconds':>7}"
     )
-    steps = -(-len(data.x_train) // args.batch_size)  # ceil: Keras keeps the last batch
 
     def show(epoch: int, history: scratch.History) -> None:
-        last = slice(len(history.step_loss) - steps, None)
+        last = slice(len(history.step_loss) - history.steps_per_epoch, None)
         print(
             f"{epoch:>5}  {np.mean(history.step_loss[last]):>10.4f}  "
             f"{np.mean(history.step_accuracy[last]):>9.4f}  "
