@@ -1,0 +1,39 @@
+"""Which Keras backend computes the reference, and its backend-specific module.
+
+Keras fixes its backend when it is first imported (``KERAS_BACKEND``); each backend has one
+small module here with the same interface:
+
+- ``NAME``: the backend's name.
+- ``LOSS_PATH``: how Keras's categorical cross-entropy is computed on it — ``"logits"``
+  (TensorFlow: from the softmax's logits, unclipped) or ``"probabilities"`` (clipped to
+  [1e-7, 1 − 1e-7]); the scratch model mirrors it.
+- ``configure_determinism(seed)``: seeds and deterministic ops.
+- ``gradients(model, x, y) -> (loss, grads keyed "<layer>/<param>", dloss/dinput)``.
+- ``versions() -> dict``: the backend's package versions; ``numeric_flags() -> dict``: settings
+  that change its numerics.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+import keras
+
+BACKENDS = ("tensorflow", "jax", "torch")
+_SUPPORTED = ("tensorflow",)
+
+
+class UnsupportedBackendError(RuntimeError):
+    """Keras runs on a backend that lenet-parity has no reference module for."""
+
+
+def backend() -> ModuleType:
+    """The backend-specific module for the backend Keras was imported with."""
+    name = keras.backend.backend()
+    if name not in _SUPPORTED:
+        raise UnsupportedBackendError(
+            f"Keras runs on the {name!r} backend; lenet-parity's reference supports "
+            f"{', '.join(_SUPPORTED)}. Set KERAS_BACKEND=tensorflow."
+        )
+    return importlib.import_module(f"reference.backend_{name}")

@@ -1,0 +1,134 @@
+"""The Keras 3 LeNet-5 (backend-agnostic Keras code) and its weights as named arrays.
+
+Layer names are the project's contract — ``conv1, pool1, conv2, pool2, flatten, fc1, fc2,
+output`` — and weights are keyed ``"<layer>/<param>"`` (``"conv1/kernel"``) in Keras's own
+layouts, so nothing is transposed on the way in or out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+
+import keras
+import numpy as np
+
+INPUT_SHAPE = (28, 28, 1)  # MNIST, NHWC without the batch axis
+NUM_CLASSES = 10
+DTYPES = ("float32", "float64")
+LEARNING_RATE = 0.05  # the Keras docs recipe: SGD(0.05), categorical cross-entropy, accuracy
+
+# variant -> (hidden activation, conv1 padding); the same table as scratch.lenet.VARIANTS,
+# which a test holds equal.
+VARIANTS: dict[str, tuple[str, str]] = {
+    "keras-docs": ("relu", "valid"),
+    "classic": ("tanh", "same"),
+}
+
+
+@contextlib.contextmanager
+def _floatx(dtype: str) -> Iterator[None]:
+    """Keras's floatx set to ``dtype`` while a model is built and compiled (the loss and the
+    metrics take their dtype from it), then restored. The layers get ``dtype`` explicitly:
+    Keras caches its global dtype policy from floatx the first time a layer is made, so floatx
+    alone does not reach layers made after that."""
+    previous = keras.config.floatx()
+    keras.config.set_floatx(dtype)
+    try:
+        yield
+    finally:
+        keras.config.set_floatx(previous)
+
+
+def build_lenet5(
+    variant: str = "keras-docs",
+    dtype: str = "float32",
+    *,
+    learning_rate: float = LEARNING_RATE,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+) -> keras.Sequential:
+    """The Keras LeNet-5 in ``dtype`` (float64 through Keras's floatx), compiled with SGD,
+    categorical cross-entropy and accuracy. Its weights are Keras's fresh initialisation:
+    load the shared weights with :func:`set_weights` before comparing."""
+    if variant not in VARIANTS:
+        raise ValueError(
+            f"Unknown LeNet-5 variant. Expected one of {sorted(VARIANTS)}. "
+            f"Received: variant={variant!r}"
+        )
+    if dtype not in DTYPES:
+        raise ValueError(f"Invalid dtype. Expected one of {DTYPES}. Received: dtype={dtype!r}")
+    act, pad = VARIANTS[variant]
+    layers = keras.layers
+    with _floatx(dtype):
+        model = keras.Sequential(
+            [
+                keras.Input(INPUT_SHAPE, dtype=dtype),
+                layers.Conv2D(6, 5, padding=pad, activation=act, name="conv1", dtype=dtype),
+                layers.AveragePooling2D(2, name="pool1", dtype=dtype),
+                layers.Conv2D(16, 5, padding="valid", activation=act, name="conv2", dtype=dtype),
+                layers.AveragePooling2D(2, name="pool2", dtype=dtype),
+                layers.Flatten(name="flatten", dtype=dtype),
+                layers.Dense(120, activation=act, name="fc1", dtype=dtype),
+                layers.Dense(84, activation=act, name="fc2", dtype=dtype),
+                layers.Dense(NUM_CLASSES, activation="softmax", name="output", dtype=dtype),
+            ],
+            name=f"lenet5_{variant.replace('-', '_')}",
+        )
+        model.compile(
+            optimizer=keras.optimizers.SGD(learning_rate, momentum=momentum, nesterov=nesterov),
+            # Objects, not strings: Keras resolves strings lazily, outside this floatx scope,
+            # and the float32 loss would then cast float64 predictions down.
+            loss=keras.losses.CategoricalCrossentropy(dtype=dtype),
+            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy", dtype=dtype)],
+        )
+    return model
+
+
+def trainable_variables(model: keras.Model) -> dict[str, keras.Variable]:
+    """The model's trainable variables keyed ``"<layer>/<param>"``, in layer order."""
+    return {
+        f"{layer.name}/{v.name}": v for layer in model.layers for v in layer.trainable_variables
+    }
+
+
+def _all_variables(model: keras.Model) -> dict[str, keras.Variable]:
+    return {f"{layer.name}/{v.name}": v for layer in model.layers for v in layer.weights}
+
+
+def get_weights(model: keras.Model) -> dict[str, np.ndarray]:
+    """Copies of every weight, keyed ``"<layer>/<param>"``, in Keras layouts and dtypes."""
+    return {k: np.array(keras.ops.convert_to_numpy(v)) for k, v in _all_variables(model).items()}
+
+
+def set_weights(model: keras.Model, weights: Mapping[str, np.ndarray]) -> None:
+    """Assign ``weights`` (exactly the model's keys, shapes and dtypes) to the model; nothing
+    is assigned unless everything matches."""
+    variables = _all_variables(model)
+    if weights.keys() != variables.keys():
+        raise ValueError(
+            f"The weights must have exactly these keys: {sorted(variables)}. Received: "
+            f"missing={sorted(variables.keys() - weights.keys())}, "
+            f"unexpected={sorted(weights.keys() - variables.keys())}"
+        )
+    for key, v in variables.items():
+        value = np.asarray(weights[key])
+        if value.shape != tuple(v.shape) or value.dtype != np.dtype(v.dtype):
+            raise ValueError(
+                f"The weight '{key}' must have shape {tuple(v.shape)} and dtype {v.dtype}. "
+                f"Received: shape={value.shape}, dtype={value.dtype}"
+            )
+    for key, v in variables.items():
+        v.assign(weights[key])
+
+
+def layer_outputs(model: keras.Model, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Every layer's output (after its activation) for one inference pass, in layer order."""
+    extractor = keras.Model(
+        inputs=model.inputs[0], outputs={layer.name: layer.output for layer in model.layers}
+    )
+    outputs = extractor(np.asarray(x), training=False)
+    return {
+        layer.name: np.asarray(keras.ops.convert_to_numpy(outputs[layer.name]))
+        for layer in model.layers
+    }
