@@ -1,9 +1,12 @@
 """The ``lenet-parity`` command.
 
-Exit codes: 0 success, 1 parity fails (from the ``check`` command, which arrives with the parity
-issue), 2 bad input or usage — always one line on stderr, never a traceback.
+Exit codes: 0 success, 1 parity fails (or a mutant escapes), 2 bad input or usage — always one
+line on stderr, never a traceback.
 
-Commands today:
+Commands:
+- ``check``: the layer-by-layer parity check of scratch against Keras; a table and a verdict.
+- ``mutants``: run the check on every built-in deliberate bug; each must be caught and named.
+- ``calibrate``: measure honest float disagreement over many seeds; write the tolerance table.
 - ``train``: train the scratch LeNet-5 with the Keras docs recipe on real digits and print its
   learning curve (optionally as JSON).
 """
@@ -12,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,10 +25,14 @@ import numpy as np
 
 import scratch
 from compare import __version__
+from compare.checks import KINDS
 from compare.data import load_data
 from compare.errors import InputError
+from compare.tolerances import SAFETY_FACTOR
+from compare.weights import atomic_output
 
 PROG = "lenet-parity"
+DEFAULT_CALIBRATION_OUT = Path("reports/tolerances.json")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,6 +67,49 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _tolerance_value(text: str) -> tuple[str, float]:
+    """``[KIND=]VALUE`` → (kind or "*", value)."""
+    kind, _, value = text.rpartition("=")
+    kind = kind or "*"
+    if kind != "*" and kind not in KINDS:
+        raise argparse.ArgumentTypeError(
+            f"unknown check kind {kind!r} in {text!r}; expected one of {', '.join(KINDS)}"
+        )
+    number = _finite_float(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"a tolerance must be >= 0, got {text!r}")
+    return kind, number
+
+
+DATA_HELP = (
+    "bundled: the 10,000 digits shipped with lenet-parity (8,000 train / 2,000 held out); "
+    "keras: full MNIST from Keras's cache (~/.keras/datasets/mnist.npz, never downloaded); "
+    "synthetic: tiny generated data; PATH: an .npz file"
+)
+
+
+def _add_setup_options(parser: argparse.ArgumentParser, *, many: bool) -> None:
+    """--variant/--dtype (repeatable when ``many``), --seed, --batch-size, --data."""
+    variants, dtypes = sorted(scratch.VARIANTS), ("float32", "float64")
+    if many:
+        parser.add_argument(
+            "--variant", action="append", choices=variants, help="repeatable; default: both"
+        )
+        parser.add_argument(
+            "--dtype", action="append", choices=dtypes, help="repeatable; default: both"
+        )
+    else:
+        parser.add_argument("--variant", choices=variants, default="keras-docs")
+        parser.add_argument("--dtype", choices=dtypes, default="float32")
+        parser.add_argument("--seed", type=_int_at_least(0), default=0, help="weights and split")
+    parser.add_argument(
+        "--batch-size", type=_int_at_least(1), default=256, help="digits in the compared batch"
+    )
+    parser.add_argument(
+        "--data", default="bundled", metavar="bundled|keras|synthetic|PATH", help=DATA_HELP
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
@@ -71,6 +119,89 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
+
+    check = commands.add_parser(
+        "check",
+        help="compare scratch with Keras layer by layer: outputs, loss, gradients",
+        description="Load one set of weights into the scratch and the Keras LeNet-5, run one "
+        "batch of real digits through both, and compare every layer's output, the loss, every "
+        "gradient and dloss/dinput (plus float64 finite differences of the scratch gradients). "
+        "Exit 0: parity holds; 1: it fails; 2: bad input or usage.",
+    )
+    _add_setup_options(check, many=False)
+    check.add_argument(
+        "--weights",
+        type=Path,
+        metavar="FILE",
+        help="weights to load into both models (.npz, .weights.h5 or .keras); default: a fresh "
+        "initialisation from --seed",
+    )
+    check.add_argument(
+        "--atol",
+        type=_tolerance_value,
+        action="append",
+        default=[],
+        metavar="[KIND=]VALUE",
+        help=f"override the calibrated absolute tolerance (of one kind: {', '.join(KINDS)})",
+    )
+    check.add_argument(
+        "--rtol",
+        type=_tolerance_value,
+        action="append",
+        default=[],
+        metavar="[KIND=]VALUE",
+        help="override the calibrated relative tolerance, like --atol",
+    )
+    check.add_argument(
+        "--mutant",
+        metavar="NAME",
+        help="apply a built-in deliberate bug to the scratch model (see `lenet-parity mutants`)",
+    )
+    check.add_argument("--json", type=Path, metavar="FILE", help="also write the verdict here")
+    check.set_defaults(run=run_check)
+
+    mutants = commands.add_parser(
+        "mutants",
+        help="run the check on every built-in deliberate bug: is each caught and named?",
+        description="Apply each bug of the mutant catalogue to the scratch model in turn and run "
+        "the parity check. Exit 0 when every mutant is caught (the check fails) and the first "
+        "failing check names the mutated layer; 1 otherwise.",
+    )
+    _add_setup_options(mutants, many=True)
+    mutants.add_argument("--seed", type=_int_at_least(0), default=0, help="weights and split")
+    mutants.add_argument(
+        "--only", action="append", metavar="NAME", help="run only this mutant (repeatable)"
+    )
+    mutants.add_argument("--json", type=Path, metavar="FILE", help="also write the results here")
+    mutants.set_defaults(run=run_mutants)
+
+    calibrate = commands.add_parser(
+        "calibrate",
+        help="measure honest float disagreement over many seeds and write the tolerance table",
+        description="Run the unmutated comparison for every seed, dtype and variant, record the "
+        "largest disagreement of every check, and write the tolerance table (the package's "
+        "defaults live in compare/tolerances.json: refresh them with --out "
+        "compare/tolerances.json).",
+    )
+    _add_setup_options(calibrate, many=True)
+    calibrate.add_argument(
+        "--seeds", type=_int_at_least(1), default=20, help="seeds 0..N-1 (default 20)"
+    )
+    calibrate.add_argument(
+        "--safety-factor",
+        type=_finite_float,
+        default=SAFETY_FACTOR,
+        help=f"tolerance = factor x largest honest disagreement (default {SAFETY_FACTOR:g})",
+    )
+    calibrate.add_argument(
+        "--out",
+        type=Path,
+        default=Path("reports/tolerances.json"),
+        metavar="FILE",
+        help="where to write the table (default reports/tolerances.json); entries of other "
+        "backends already in it are kept",
+    )
+    calibrate.set_defaults(run=run_calibrate)
 
     train = commands.add_parser(
         "train",
@@ -94,21 +225,103 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--seed", type=_int_at_least(0), default=0, help="weights, split, shuffle")
     train.add_argument(
-        "--data",
-        default="bundled",
-        metavar="bundled|keras|synthetic|PATH",
-        help="bundled: the 10,000 digits shipped with lenet-parity (8,000 train / 2,000 "
-        "held out); keras: full MNIST from Keras's cache (~/.keras/datasets/mnist.npz, never "
-        "downloaded); synthetic: tiny generated data; PATH: an .npz file",
+        "--data", default="bundled", metavar="bundled|keras|synthetic|PATH", help=DATA_HELP
     )
     train.add_argument("--json", type=Path, metavar="FILE", help="also write the history here")
     train.set_defaults(run=run_train)
     return parser
 
 
+def _writable(path: Path | None, flag: str) -> None:
+    """Fail before any work when an output file's folder does not exist."""
+    if path is not None and not path.parent.is_dir():
+        raise InputError(f"{flag}: folder {path.parent} does not exist")
+
+
+def _by_kind(pairs: list[tuple[str, float]]) -> dict[str, float]:
+    return dict(pairs)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    _writable(args.json, "--json")
+    from compare.parity import check_parity
+
+    verdict = check_parity(
+        args.variant,
+        args.dtype,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        data=args.data,
+        weights=args.weights,
+        atol=_by_kind(args.atol),
+        rtol=_by_kind(args.rtol),
+        mutant=args.mutant,
+    )
+    print(verdict.table())
+    print(verdict.summary())
+    if args.json is not None:
+        write_text_atomic(args.json, json.dumps(verdict.as_dict(), indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0 if verdict.passed else 1
+
+
+def run_mutants(args: argparse.Namespace) -> int:
+    _writable(args.json, "--json")
+    from compare.mutants import run_catalogue
+
+    results = run_catalogue(
+        variants=args.variant or sorted(scratch.VARIANTS),
+        dtypes=args.dtype or ["float32", "float64"],
+        seed=args.seed,
+        batch_size=args.batch_size,
+        data=args.data,
+        names=args.only,
+        progress=lambda line: print(line, flush=True),
+    )
+    ok = all(r["caught"] and r["localised"] for r in results if r["expected_caught"])
+    print(
+        f"{sum(r['caught'] for r in results)} of {len(results)} mutant runs caught; "
+        + ("every one that must be caught was caught and localised" if ok else "SOME ESCAPED")
+    )
+    if args.json is not None:
+        write_text_atomic(args.json, json.dumps({"passed": ok, "runs": results}, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0 if ok else 1
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    if args.out == DEFAULT_CALIBRATION_OUT:
+        args.out.parent.mkdir(exist_ok=True)
+    _writable(args.out, "--out")
+    if args.safety_factor < 1:
+        raise InputError(f"--safety-factor must be >= 1, got {args.safety_factor}")
+    from compare.calibrate import calibrate, read_previous
+
+    table = calibrate(
+        range(args.seeds),
+        args.dtype or ["float32", "float64"],
+        args.variant or sorted(scratch.VARIANTS),
+        batch_size=args.batch_size,
+        data=args.data,
+        safety_factor=args.safety_factor,
+        previous=read_previous(args.out),
+        progress=lambda line: print(f"measured {line}", flush=True),
+    )
+    for backend, dtypes in table["tolerances"].items():
+        for dtype, kinds in dtypes.items():
+            for kind, checks in kinds.items():
+                for name, tol in checks.items():
+                    print(
+                        f"{backend:<11} {dtype:<8} {kind:<18} {name:<14} "
+                        f"atol {tol['atol']:.1e}  rtol {tol['rtol']:.1e}"
+                    )
+    write_text_atomic(args.out, json.dumps(table, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
 def run_train(args: argparse.Namespace) -> int:
-    if args.json is not None and not args.json.parent.is_dir():
-        raise InputError(f"--json: folder {args.json.parent} does not exist")
+    _writable(args.json, "--json")
     data = load_data(args.data, seed=args.seed, dtype=args.dtype)
     try:
         model = scratch.build_lenet5(
@@ -174,18 +387,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so that readers see the old file or the new one, never half
-    of one: a temporary file in the same folder, then an atomic rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; give the usual new-file mode
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    of one (see :func:`compare.weights.atomic_output`)."""
+    with atomic_output(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -98,7 +98,9 @@ def _all_variables(model: keras.Model) -> dict[str, keras.Variable]:
 
 def get_weights(model: keras.Model) -> dict[str, np.ndarray]:
     """Copies of every weight, keyed ``"<layer>/<param>"``, in Keras layouts and dtypes."""
-    return {k: np.array(keras.ops.convert_to_numpy(v)) for k, v in _all_variables(model).items()}
+    # v.numpy(), not convert_to_numpy(v): the latter goes through the variable's __array__,
+    # which NumPy 2.4 warns about (no `copy` argument) on TensorFlow 2.21.
+    return {k: np.array(v.numpy()) for k, v in _all_variables(model).items()}
 
 
 def set_weights(model: keras.Model, weights: Mapping[str, np.ndarray]) -> None:
