@@ -15,12 +15,15 @@ NAME = "tensorflow"
 # (`_keras_logits`) when the output comes from a softmax: no clipping.
 LOSS_PATH = "logits"
 
+_state = {"op_determinism": False}  # TensorFlow has no public getter for it
+
 
 def configure_determinism(seed: int) -> None:
     """Seed Python, NumPy and TensorFlow, and make TensorFlow's ops deterministic, so two runs
     with the same arguments give the same numbers."""
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
+    _state["op_determinism"] = True
 
 
 def gradients(
@@ -51,6 +54,6 @@ def numeric_flags() -> dict[str, object]:
     """Settings that change TensorFlow's float results: op determinism and oneDNN (on by
     default on x86 Linux; ``TF_ENABLE_ONEDNN_OPTS=0`` turns it off)."""
     return {
-        "op_determinism": tf.config.experimental.is_op_determinism_enabled(),
+        "op_determinism": _state["op_determinism"],
         "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset (on)"),
     }

@@ -10,17 +10,8 @@ This is the gradient-checking recipe of Andrew Ng's Deep Learning Specialization
 means the gradient is right, 1e-5 deserves a look and 1e-3 is a bug. ``THRESHOLD`` is that
 1e-7.
 
-Step size. The central difference (f(w+h) - f(w-h)) / (2h) has a truncation error of about
-h^2 |f'''| / 6 and a round-off error of about eps |f| / h (eps = 2.2e-16 in float64, times a
-small factor for the rounding accumulated by the forward pass). The sum is smallest near
-h ~ (3 eps |f| / |f'''|)^(1/3) ~ 1e-5 for |f| and |f'''| of order 1. ``H = 1e-5`` was chosen
-by measuring h = 1e-3 ... 1e-7 on every check of test_scratch_layers and test_scratch_model:
-
-- single layers: worst 2e-10 at h = 1e-5, against 5e-9 at 1e-4 and 5e-7 at 1e-3 (truncation,
-  tanh and sigmoid) and 2e-8 at 1e-7 (round-off, growing as 1/h);
-- the whole LeNet-5 loss (a batch mean of ~2.3): the input gradient's entries are ~1e-4, so
-  round-off dominates there: 1.5e-8 at h = 1e-5 but 1e-7 at 1e-6. At 1e-4 one step crossed a
-  relu kink in the keras-docs variant (conv2/bias error 1e-3), so a larger h is unsafe too.
+The step size ``H`` and the central differences are lenet-parity's own
+(``compare.finite_difference``, where the choice of h = 1e-5 is measured and explained).
 
 Large tensors are checked on a seeded random sample of at most ``MAX_ENTRIES`` entries.
 """
@@ -31,9 +22,10 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from compare.finite_difference import H, numerical_gradient, sample_indices
+
 # Andrew Ng's gradient-checking threshold (Deep Learning Specialization, course 2, week 1).
 THRESHOLD = 1e-7
-H = 1e-5
 MAX_ENTRIES = 60
 
 
@@ -46,34 +38,6 @@ def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
     if denom == 0:
         return 0.0
     return float(np.linalg.norm(a - n) / denom)
-
-
-def sample_indices(
-    shape: tuple[int, ...], rng: np.random.Generator, max_entries: int = MAX_ENTRIES
-) -> tuple[np.ndarray, ...]:
-    """All entries of a small tensor, or a seeded random sample of ``max_entries`` of them, as
-    an index tuple usable as ``t[idx]``."""
-    size = int(np.prod(shape))
-    flat = np.arange(size) if size <= max_entries else rng.choice(size, max_entries, replace=False)
-    return np.unravel_index(np.sort(flat), shape)
-
-
-def numerical_gradient(
-    f: Callable[[], float], t: np.ndarray, idx: tuple[np.ndarray, ...], h: float = H
-) -> np.ndarray:
-    """Central differences of ``f()`` with respect to the entries ``t[idx]``, perturbing ``t``
-    in place (``f`` must read the current contents of ``t``) and restoring it exactly."""
-    assert t.dtype == np.float64, f"gradient checks run in float64, got {t.dtype}"
-    out = np.empty(len(idx[0]))
-    for k, pos in enumerate(zip(*idx, strict=True)):
-        original = t[pos]
-        t[pos] = original + h
-        f_plus = f()
-        t[pos] = original - h
-        f_minus = f()
-        t[pos] = original
-        out[k] = (f_plus - f_minus) / (2 * h)
-    return out
 
 
 def gradcheck(

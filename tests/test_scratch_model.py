@@ -8,8 +8,9 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from gradcheck import THRESHOLD, check_model, gradcheck, numerical_gradient, sample_indices
+from gradcheck import MAX_ENTRIES, THRESHOLD, check_model, gradcheck, numerical_gradient
 
+from compare.finite_difference import sample_indices
 from scratch import (
     EPSILON,
     SGD,
@@ -693,6 +694,6 @@ def test_fit_decreases_the_loss_on_an_easy_task(variant: str) -> None:
 
 
 def test_sampled_gradcheck_covers_large_tensors() -> None:
-    idx = sample_indices((400, 120), np.random.default_rng(0))
+    idx = sample_indices((400, 120), np.random.default_rng(0), MAX_ENTRIES)
     assert len(idx[0]) == 60 and len(set(zip(*idx, strict=True))) == 60
-    assert len(sample_indices((10,), np.random.default_rng(0))[0]) == 10
+    assert len(sample_indices((10,), np.random.default_rng(0), MAX_ENTRIES)[0]) == 10

@@ -1,0 +1,178 @@
+"""The one comparison helper: every forward, gradient, finite-difference and training
+comparison in lenet-parity goes through :func:`compare_arrays`.
+
+Given two named arrays (``actual`` — the scratch side — and ``expected`` — the reference), a
+kind and a :class:`Tolerance`, it checks, in this order:
+
+1. the shapes are equal,
+2. the dtypes are equal,
+3. NaN, +Inf and −Inf sit at exactly the same places (never zeroed away: a NaN against a
+   number is a failure, not a match),
+
+and then, over the finite elements, computes the largest absolute error ``|a − b|``, the
+largest relative error ``|a − b| / max(tiny, |a| + |b|)`` (cs231n's ``rel_error``, with the
+smallest normal float64 instead of 1e-8 so that small values are not excused), the index of the
+worst element and the number of bad elements. An element is bad when its absolute error
+exceeds ``atol`` AND its relative error exceeds ``rtol``; the check passes when no element is
+bad. Every check has its own calibrated pair (:mod:`compare.tolerances`): ``atol`` bounds the
+honest float noise of that tensor, whose size follows the tensor's scale, and ``rtol`` lets a
+large element through when it is relatively as accurate as honest large elements are.
+
+:func:`error_profile` gives what calibration measures for that rule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Final
+
+import numpy as np
+
+KINDS: Final = ("forward", "gradient", "finite-difference", "training")
+TINY: Final = float(np.finfo(np.float64).tiny)
+# Calibration takes rtol from the elements within a factor 10 of their tensor's largest
+# magnitude: smaller sums can lose most of their digits to cancellation (a conv kernel gradient
+# sums ~150,000 terms of both signs), which is float noise, not a relative accuracy.
+LARGE_FRACTION: Final = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class Tolerance:
+    """Absolute and relative tolerance; an element fails when it exceeds both."""
+
+    atol: float
+    rtol: float
+
+    def __post_init__(self) -> None:
+        for arg in ("atol", "rtol"):
+            value = getattr(self, arg)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(
+                    f"Invalid tolerance: `{arg}` must be a finite number >= 0. "
+                    f"Received: {arg}={value!r}"
+                )
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """One comparison's record (the ``checks`` entries of the JSON verdict)."""
+
+    kind: str
+    name: str
+    passed: bool
+    max_abs_err: float | None
+    max_rel_err: float | None
+    atol: float
+    rtol: float
+    worst_index: tuple[int, ...] | None
+    n_bad: int
+    size: int
+    problem: str | None = None  # shape, dtype or NaN/Inf mismatch; or how many elements failed
+
+    def as_dict(self) -> dict[str, Any]:
+        record = dataclasses.asdict(self)
+        record["worst_index"] = None if self.worst_index is None else list(self.worst_index)
+        return record
+
+
+def _nonfinite_mismatch(a: np.ndarray, b: np.ndarray) -> str | None:
+    for label, test in (
+        ("NaN", np.isnan),
+        ("+Inf", lambda v: np.isposinf(v)),
+        ("-Inf", lambda v: np.isneginf(v)),
+    ):
+        ma, mb = test(a), test(b)
+        if not np.array_equal(ma, mb):
+            n = int(np.count_nonzero(ma != mb))
+            return (
+                f"{label} at different places: {int(ma.sum())} in actual, {int(mb.sum())} in "
+                f"expected, {n} element(s) differ"
+            )
+    return None
+
+
+def _errors(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Absolute error, relative error and magnitude |a|+|b| per element, in float64; elements
+    that are non-finite on both sides (at the same places) count as exact."""
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    finite = np.isfinite(a64) & np.isfinite(b64)
+    a64, b64 = np.where(finite, a64, 0.0), np.where(finite, b64, 0.0)
+    abs_err = np.abs(a64 - b64)
+    magnitude = np.abs(a64) + np.abs(b64)
+    return abs_err, abs_err / np.maximum(TINY, magnitude), magnitude
+
+
+def compare_arrays(
+    kind: str, name: str, actual: object, expected: object, tolerance: Tolerance
+) -> Check:
+    """Compare ``actual`` (scratch) with ``expected`` (the reference) → one :class:`Check`."""
+    if kind not in KINDS:
+        raise ValueError(f"Unknown check kind. Expected one of {KINDS}. Received: kind={kind!r}")
+    a, b = np.asarray(actual), np.asarray(expected)
+    record = Check(
+        kind, name, False, None, None, tolerance.atol, tolerance.rtol, None, 0, int(b.size)
+    )
+    problem = None
+    if a.shape != b.shape:
+        problem = f"shape {a.shape} != expected {b.shape}"
+    elif a.dtype != b.dtype:
+        problem = f"dtype {a.dtype} != expected {b.dtype}"
+    else:
+        problem = _nonfinite_mismatch(a, b)
+    if problem is not None:
+        return dataclasses.replace(record, n_bad=int(max(a.size, b.size)), problem=problem)
+    abs_err, rel_err, _ = _errors(a, b)
+    bad = (abs_err > tolerance.atol) & (rel_err > tolerance.rtol)
+    n_bad = int(np.count_nonzero(bad))
+    if a.size == 0:
+        worst = None
+    else:
+        # The worst element: the largest absolute error among the bad ones, if any.
+        flat = int(np.argmax(np.where(bad, abs_err, -1.0) if n_bad else abs_err))
+        worst = tuple(int(i) for i in np.unravel_index(flat, a.shape))
+    return dataclasses.replace(
+        record,
+        passed=n_bad == 0,
+        max_abs_err=float(abs_err.max(initial=0.0)),
+        max_rel_err=float(rel_err.max(initial=0.0)),
+        worst_index=worst,
+        n_bad=n_bad,
+        problem=f"{n_bad} of {a.size} element(s) beyond tolerance" if n_bad else None,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ErrorProfile:
+    """What calibration keeps of honest comparisons of one check (merged over runs):
+    the largest absolute error, the largest relative error, and the largest relative error
+    among the large elements (magnitude at least ``LARGE_FRACTION`` of the tensor's largest),
+    which is the relative float noise a correct implementation shows where it matters."""
+
+    max_abs: float
+    max_rel: float
+    max_rel_large: float
+
+    def merge(self, other: ErrorProfile) -> ErrorProfile:
+        return ErrorProfile(*(max(a, b) for a, b in zip(self.row(), other.row(), strict=True)))
+
+    def row(self) -> tuple[float, float, float]:
+        return (self.max_abs, self.max_rel, self.max_rel_large)
+
+
+def error_profile(actual: np.ndarray, expected: np.ndarray) -> ErrorProfile:
+    """The :class:`ErrorProfile` of one honest comparison (which must match in shape, dtype
+    and NaN/Inf places)."""
+    a, b = np.asarray(actual), np.asarray(expected)
+    if a.shape != b.shape or a.dtype != b.dtype or _nonfinite_mismatch(a, b) is not None:
+        raise ValueError(
+            f"An honest comparison must match in shape, dtype and NaN/Inf places. "
+            f"Received: shapes {a.shape}/{b.shape}, dtypes {a.dtype}/{b.dtype}"
+        )
+    abs_err, rel_err, magnitude = _errors(a, b)
+    large = magnitude >= LARGE_FRACTION * magnitude.max(initial=0.0)
+    return ErrorProfile(
+        max_abs=float(abs_err.max(initial=0.0)),
+        max_rel=float(rel_err.max(initial=0.0)),
+        max_rel_large=float(rel_err[large].max(initial=0.0)),
+    )

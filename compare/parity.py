@@ -1,0 +1,356 @@
+"""The parity check: one shared set of weights, one batch of real digits, every layer's output
+and every gradient of scratch against the Keras reference, plus a float64 finite-difference
+third opinion on the scratch gradients.
+
+Order is data-flow order, because the first failure is where a bug is: the forward outputs from
+``conv1`` to ``output``; then the loss; then, from the output layer back to the input, each
+parameter's gradient (Keras's, then the finite differences'), and last dloss/dinput.
+
+:func:`collect` produces the named array pairs, :func:`judge` turns them into
+:class:`~compare.checks.Check` records with the one comparison helper, and :func:`check_parity`
+does both and returns a :class:`Verdict`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+
+import scratch
+from compare import weights as weights_io
+from compare.checks import Check, Tolerance, compare_arrays
+from compare.data import load_data
+from compare.errors import InputError
+from compare.finite_difference import kink_free_differences
+
+DTYPES: Final = ("float32", "float64")
+DEFAULT_BATCH_SIZE: Final = 256  # the training batch of the Keras docs recipe
+# Finite differences per tensor (11 tensors, 2 loss evaluations per tried entry): FD_ENTRIES
+# kink-free entries out of at most FD_MAX_TRIES tried.
+FD_ENTRIES: Final = 5
+FD_MAX_TRIES: Final = 40
+# ... on the first FD_BATCH digits of the batch: every tried entry costs two forward passes,
+# and 32 digits make them 8× cheaper than 256 (a whole check: 5.5 s at 256, 1.2 s at 32).
+FD_BATCH: Final = 32
+
+Mutant = Callable[[scratch.Sequential], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckConfig:
+    """Everything a parity check depends on (the ``config`` of the JSON verdict)."""
+
+    variant: str = "keras-docs"
+    dtype: str = "float32"
+    seed: int = 0
+    batch_size: int = DEFAULT_BATCH_SIZE
+    data: str = "bundled"
+    weights: str | None = None  # a weights file; None: a fresh initialisation from the seed
+    mutant: str | None = None  # the name of the deliberate bug applied to scratch, if any
+
+    def __post_init__(self) -> None:
+        if self.variant not in scratch.VARIANTS:
+            raise InputError(
+                f"unknown variant {self.variant!r}; expected one of "
+                f"{', '.join(sorted(scratch.VARIANTS))}"
+            )
+        if self.dtype not in DTYPES:
+            raise InputError(f"unknown dtype {self.dtype!r}; expected one of {', '.join(DTYPES)}")
+        for arg in ("seed", "batch_size"):
+            value = getattr(self, arg)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (arg != "seed"):
+                raise InputError(f"{arg} must be an integer >= {int(arg != 'seed')}: {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Pair:
+    """Two arrays that should agree: ``actual`` from scratch, ``expected`` from the reference
+    (Keras, or the finite differences)."""
+
+    kind: str
+    name: str
+    actual: np.ndarray
+    expected: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    passed: bool
+    config: CheckConfig
+    environment: dict[str, Any]
+    checks: list[Check]
+    tolerances: dict[tuple[str, str], Tolerance]
+    seconds: float
+
+    @property
+    def first_failure(self) -> Check | None:
+        return next((c for c in self.checks if not c.passed), None)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The documented JSON schema (see README, "The verdict's JSON")."""
+        first = self.first_failure
+        return {
+            "schema_version": 1,
+            "passed": self.passed,
+            "config": dataclasses.asdict(self.config),
+            "environment": self.environment,
+            "checks": [c.as_dict() for c in self.checks],
+            "first_failure": None if first is None else {"kind": first.kind, "name": first.name},
+            "timing": {"seconds": round(self.seconds, 3)},
+        }
+
+    def frame(self) -> pd.DataFrame:
+        """One row per check, in data-flow order."""
+        return pd.DataFrame(
+            {
+                "check": [c.name for c in self.checks],
+                "kind": [c.kind for c in self.checks],
+                "max abs": [_sci(c.max_abs_err) for c in self.checks],
+                "max rel": [_sci(c.max_rel_err) for c in self.checks],
+                "atol": [_sci(c.atol) for c in self.checks],
+                "rtol": [_sci(c.rtol) for c in self.checks],
+                "result": ["pass" if c.passed else f"FAIL ({c.problem})" for c in self.checks],
+            }
+        )
+
+    def table(self) -> str:
+        return str(self.frame().to_string(index=False))
+
+    def summary(self) -> str:
+        """The one-line verdict."""
+        c = self.config
+        setup = (
+            f"{c.variant}, {c.dtype}, seed {c.seed}, batch {c.batch_size}, "
+            f"{self.environment['backend']}" + (f", mutant {c.mutant}" if c.mutant else "")
+        )
+        first = self.first_failure
+        if first is None:
+            return f"PASS: scratch matches Keras on all {len(self.checks)} checks ({setup})"
+        n_failed = sum(not ch.passed for ch in self.checks)
+        detail = first.problem
+        if first.max_abs_err is not None:
+            detail = (
+                f"max abs {_sci(first.max_abs_err)}, max rel {_sci(first.max_rel_err)} at "
+                f"{list(first.worst_index or ())} against atol {_sci(first.atol)}, rtol "
+                f"{_sci(first.rtol)}: {first.problem}"
+            )
+        return (
+            f"FAIL: first divergence at {first.kind} {first.name!r} ({detail}); "
+            f"{n_failed} of {len(self.checks)} checks fail ({setup})"
+        )
+
+
+def _sci(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2e}"
+
+
+# -- the two models --------------------------------------------------------------------------
+def reference_backend() -> ModuleType:
+    """The reference package's module for the backend Keras runs on (imports Keras)."""
+    import reference
+
+    try:
+        return reference.backend()
+    except reference.UnsupportedBackendError as exc:
+        raise InputError(str(exc)) from None
+
+
+@functools.cache
+def _keras_model(variant: str, dtype: str) -> Any:
+    """One Keras model per variant and dtype per process; weights are assigned per check."""
+    import reference
+
+    return reference.build_lenet5(variant, dtype)
+
+
+def shared_weights(config: CheckConfig) -> dict[str, np.ndarray]:
+    """The one weight set both models load: the file, or a fresh initialisation from the seed."""
+    if config.weights is not None:
+        return weights_io.load_weights(Path(config.weights), config.variant, config.dtype)
+    return weights_io.initial_weights(config.variant, config.dtype, config.seed)
+
+
+def scratch_model(
+    config: CheckConfig,
+    weights: Mapping[str, np.ndarray],
+    dtype: str,
+    loss_path: str,
+    mutant: Mutant | None,
+) -> scratch.Sequential:
+    model = scratch.build_lenet5(config.variant, dtype=dtype, loss_path=loss_path)  # type: ignore[arg-type]
+    model.set_weights({k: np.asarray(v, dtype=dtype) for k, v in weights.items()})
+    if mutant is not None:
+        mutant(model)
+    return model
+
+
+def batch(config: CheckConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``batch_size`` training digits of the seeded split, and their one-hot labels."""
+    data = load_data(config.data, seed=config.seed, dtype=config.dtype)
+    if config.batch_size > len(data.x_train):
+        raise InputError(
+            f"batch size {config.batch_size} is larger than the {len(data.x_train)} training "
+            f"examples of {config.data!r}"
+        )
+    return data.x_train[: config.batch_size], data.y_train[: config.batch_size]
+
+
+# -- collecting the pairs --------------------------------------------------------------------
+def collect(
+    config: CheckConfig, *, mutant: Mutant | None = None, backend: ModuleType | None = None
+) -> list[Pair]:
+    """Every pair the parity check compares, in data-flow order."""
+    import reference
+
+    backend = backend or reference_backend()
+    weights = shared_weights(config)
+    x, y = batch(config)
+    ours = scratch_model(config, weights, config.dtype, backend.LOSS_PATH, mutant)
+    theirs = _keras_model(config.variant, config.dtype)
+    reference.set_weights(theirs, weights)
+
+    pairs = []
+    outputs, ref_outputs = ours.layer_outputs(x), reference.layer_outputs(theirs, x)
+    for name, out in outputs.items():
+        pairs.append(Pair("forward", name, out, ref_outputs[name]))
+
+    loss, grads, dx = ours.loss_and_all_gradients(x, y)
+    grads = {k: g.copy() for k, g in grads.items()}
+    ref_loss, ref_grads, ref_dx = backend.gradients(theirs, x, y)
+    numeric = _finite_differences(config, weights, x, y, backend.LOSS_PATH, mutant)
+    pairs.append(Pair("gradient", "loss", np.asarray(loss), np.asarray(ref_loss)))
+    for key in _backward_order(list(grads)):
+        pairs.append(Pair("gradient", key, grads[key], ref_grads[key]))
+        pairs.append(Pair("finite-difference", key, *numeric[key]))
+    pairs.append(Pair("gradient", "input", dx, ref_dx))
+    pairs.append(Pair("finite-difference", "input", *numeric["input"]))
+    return pairs
+
+
+def _backward_order(keys: list[str]) -> list[str]:
+    """``"<layer>/<param>"`` keys with the layers reversed (output first) and each layer's
+    params in their own order (kernel, then bias)."""
+    layers = list(dict.fromkeys(k.split("/")[0] for k in keys))
+    return [k for layer in reversed(layers) for k in keys if k.split("/")[0] == layer]
+
+
+def _finite_differences(
+    config: CheckConfig,
+    weights: Mapping[str, np.ndarray],
+    x: np.ndarray,
+    y: np.ndarray,
+    loss_path: str,
+    mutant: Mutant | None,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """For each parameter and the input: (scratch's analytic gradient, the central difference)
+    on sampled entries, both in float64 on a float64 copy of the scratch model, for the first
+    ``FD_BATCH`` digits of the batch.
+
+    Entries: the one with the largest analytic gradient, then seeded random ones, until
+    ``FD_ENTRIES`` kink-free entries are found among at most ``FD_MAX_TRIES`` (see
+    :func:`compare.finite_difference.kink_free_differences`); a tensor whose tried entries all
+    sit on relu kinks (conv1's bias at zero init over blank pixels) gets an empty comparison.
+    """
+    model = scratch_model(config, weights, "float64", loss_path, mutant)
+    x64, y64 = x[:FD_BATCH].astype(np.float64), y[:FD_BATCH].astype(np.float64)
+    _, grads, dx = model.loss_and_all_gradients(x64, y64)
+    analytic = {**{k: g.copy() for k, g in grads.items()}, "input": dx}
+    tensors = {**model.params, "input": x64}
+    relu_layers = [layer for layer in model.layers if layer.activation.name == "relu"]
+
+    def loss_and_branches() -> tuple[float, list[np.ndarray]]:
+        model.forward(x64, training=True)
+        value, _ = model.compute_loss(y64)
+        return float(value), [layer.preactivation > 0 for layer in relu_layers]
+
+    rng = np.random.default_rng(config.seed)
+    result = {}
+    for key, t in tensors.items():
+        largest = int(np.argmax(np.abs(analytic[key])))
+        order = [largest, *(i for i in rng.permutation(t.size)[:FD_MAX_TRIES] if i != largest)]
+        candidates = (tuple(int(j) for j in np.unravel_index(i, t.shape)) for i in order)
+        used, numeric = kink_free_differences(loss_and_branches, t, candidates, FD_ENTRIES)
+        idx = tuple(np.array(axis, dtype=np.intp) for axis in zip(*used, strict=True))
+        sampled = analytic[key][idx] if used else np.empty(0)
+        result[key] = (sampled, numeric.astype(np.float64))
+    return result
+
+
+# -- judging -----------------------------------------------------------------------------------
+def judge(pairs: list[Pair], tolerances: Mapping[tuple[str, str], Tolerance]) -> list[Check]:
+    """One :class:`Check` per pair, each against its own tolerance."""
+    missing = [f"{p.kind} {p.name}" for p in pairs if (p.kind, p.name) not in tolerances]
+    if missing:
+        raise InputError(
+            f"no calibrated tolerance for {', '.join(missing)}; rerun `lenet-parity calibrate`"
+        )
+    return [
+        compare_arrays(p.kind, p.name, p.actual, p.expected, tolerances[p.kind, p.name])
+        for p in pairs
+    ]
+
+
+def check_parity(
+    variant: str = "keras-docs",
+    dtype: str = "float32",
+    *,
+    seed: int = 0,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    data: str = "bundled",
+    weights: str | Path | None = None,
+    tolerances: Mapping[str, Tolerance] | None = None,
+    atol: Mapping[str, float] | None = None,
+    rtol: Mapping[str, float] | None = None,
+    mutant: str | None = None,
+) -> Verdict:
+    """Run the parity check and return its :class:`Verdict`.
+
+    ``tolerances`` replaces the calibrated tolerance of a kind (``{"forward": Tolerance(...)}``);
+    ``atol``/``rtol`` replace one number per kind (key ``"*"`` for every kind). ``mutant``
+    names a deliberate bug from :mod:`compare.mutants` to apply to the scratch model.
+    Bad arguments or input raise :class:`compare.errors.InputError`.
+    """
+    from compare import mutants as mutant_catalogue
+    from compare import tolerances as tolerance_table
+    from compare.environment import describe
+
+    started = time.perf_counter()
+    config = CheckConfig(
+        variant=variant,
+        dtype=dtype,
+        seed=seed,
+        batch_size=batch_size,
+        data=str(data),
+        weights=None if weights is None else str(weights),
+        mutant=mutant,
+    )
+    backend = reference_backend()
+    backend.configure_determinism(seed)
+    tols = tolerance_table.resolve(backend.NAME, dtype, tolerances, atol=atol, rtol=rtol)
+    apply = None if mutant is None else mutant_catalogue.get(mutant).apply
+    checks = judge(collect(config, mutant=apply, backend=backend), tols)
+    return Verdict(
+        passed=all(c.passed for c in checks),
+        config=config,
+        environment=describe(backend, dtype),
+        checks=checks,
+        tolerances=tols,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def assert_parity(*args: Any, **kwargs: Any) -> Verdict:
+    """:func:`check_parity`, raising ``AssertionError`` (message: the verdict line and the
+    table) unless parity holds; returns the verdict when it does."""
+    verdict = check_parity(*args, **kwargs)
+    if not verdict.passed:
+        raise AssertionError(f"{verdict.summary()}\n{verdict.table()}")
+    return verdict
