@@ -1,4 +1,4 @@
-"""The one comparison helper: every forward, gradient, finite-difference and training
+"""The one comparison helper: every forward, gradient and finite-difference comparison in
 comparison in lenet-parity goes through :func:`compare_arrays`.
 
 Given two named arrays (``actual`` — the scratch side — and ``expected`` — the reference), a
@@ -29,7 +29,7 @@ from typing import Any, Final
 
 import numpy as np
 
-KINDS: Final = ("forward", "gradient", "finite-difference", "training")
+KINDS: Final = ("forward", "gradient", "finite-difference")
 TINY: Final = float(np.finfo(np.float64).tiny)
 # Calibration takes rtol from the elements within a factor 10 of their tensor's largest
 # magnitude: smaller sums can lose most of their digits to cancellation (a conv kernel gradient
