@@ -1,5 +1,5 @@
 """The one comparison helper: every forward, gradient and finite-difference comparison in
-comparison in lenet-parity goes through :func:`compare_arrays`.
+lenet-parity goes through :func:`compare_arrays`.
 
 Given two named arrays (``actual`` — the scratch side — and ``expected`` — the reference), a
 kind and a :class:`Tolerance`, it checks, in this order:

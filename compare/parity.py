@@ -282,6 +282,9 @@ def _finite_differences(
     rng = np.random.default_rng(config.seed)
     result = {}
     for key, t in tensors.items():
+        if analytic[key].shape != t.shape:  # a broken backward: let the check report the shape
+            result[key] = (analytic[key], np.zeros(t.shape))
+            continue
         largest = int(np.argmax(np.abs(analytic[key])))
         order = [largest, *(i for i in rng.permutation(t.size)[:FD_MAX_TRIES] if i != largest)]
         candidates = (tuple(int(j) for j in np.unravel_index(i, t.shape)) for i in order)

@@ -206,3 +206,29 @@ def test_check_command_reads_weights_files(tmp_path: Path) -> None:
 def test_no_false_alarm(variant: str, dtype: str, seed: int) -> None:
     verdict = check_parity(variant, dtype, seed=seed)
     assert verdict.passed, verdict.summary() + "\n" + verdict.table()
+
+
+def test_a_wrong_shaped_gradient_is_reported_not_a_crash() -> None:
+    from compare.parity import collect, judge
+    from compare.tolerances import defaults
+
+    def bias_grad_per_sample(model: scratch.Sequential) -> None:
+        layer = model.get_layer("fc1")
+        correct = layer._backward
+
+        def _backward(dz, input_grad):  # type: ignore[no-untyped-def]
+            dx = correct(dz, input_grad)
+            layer.grads["bias"] = dz.sum(axis=1)  # (N,), not (120,)
+            return dx
+
+        layer._backward = _backward  # type: ignore[method-assign]
+
+    checks = judge(
+        collect(CheckConfig(dtype="float64"), mutant=bias_grad_per_sample),
+        defaults("tensorflow", "float64"),
+    )
+    failed = [(c.kind, c.name, c.problem) for c in checks if not c.passed]
+    assert failed == [
+        ("gradient", "fc1/bias", "shape (256,) != expected (120,)"),
+        ("finite-difference", "fc1/bias", "shape (256,) != expected (120,)"),
+    ]

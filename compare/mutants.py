@@ -1,0 +1,451 @@
+"""A catalogue of realistic implementation bugs, applied to a built scratch model at run time.
+
+Each :class:`Mutant` patches one scratch model instance (its layers' methods or attributes —
+never the source, never other instances) so that it computes what a plausible hand-written bug
+would. ``lenet-parity mutants`` runs the parity check on each and reports whether it was caught
+and whether the first failing check names the mutated layer; the test suite asserts both.
+
+A mutant's ``layer`` is the layer named by the check that must fail first in data-flow order
+(:func:`failure_layer`). For a bug in a layer without parameters (pooling, flatten) or in an
+input gradient dx, that is the first parameter gradient computed after it in backprop, and the
+description says so. The catalogue is listed in that order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any, Final, TypeVar
+
+import numpy as np
+
+import scratch
+from compare.errors import InputError
+from scratch import windows
+from scratch.layer import Layer
+from scratch.windows import Axis
+
+L = TypeVar("L", bound=Layer)
+
+
+@dataclasses.dataclass(frozen=True)
+class Mutant:
+    name: str
+    description: str
+    layer: str  # the layer the verdict's first failure must name: where the bug first shows
+    apply: Callable[[scratch.Sequential], None]
+    variants: tuple[str, ...] = ("keras-docs", "classic")  # where the bug can show
+    # Whether the bug is larger than float32 noise, so float32 must catch it too.
+    float32: bool = True
+
+
+CATALOGUE: Final[dict[str, Mutant]] = {}
+
+
+def register(mutant: Mutant) -> Mutant:
+    if mutant.name in CATALOGUE:
+        raise ValueError(f"Duplicate mutant name. Received: name={mutant.name!r}")
+    CATALOGUE[mutant.name] = mutant
+    return mutant
+
+
+def get(name: str) -> Mutant:
+    try:
+        return CATALOGUE[name]
+    except KeyError:
+        raise InputError(
+            f"unknown mutant {name!r}; expected one of {', '.join(CATALOGUE)}"
+        ) from None
+
+
+def failure_layer(check_name: str) -> str:
+    """The layer a check names: ``"conv1/kernel"`` → ``"conv1"``; ``"loss"``, ``"input"`` as is."""
+    return check_name.split("/")[0]
+
+
+def run_catalogue(
+    *,
+    variants: Sequence[str],
+    dtypes: Sequence[str],
+    seed: int = 0,
+    batch_size: int = 256,
+    data: str = "bundled",
+    names: Sequence[str] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run the parity check with each mutant on each variant it applies to and each dtype; one
+    result per run: was it caught (the check failed), which check failed first, and is that
+    the mutated layer (``localised``). ``expected_caught`` is False only for a float32 run of a
+    bug smaller than float32 noise."""
+    from compare.parity import check_parity
+
+    selected = [get(n) for n in names] if names is not None else list(CATALOGUE.values())
+    width = max((len(m.name) for m in selected), default=0)
+    results = []
+    for mutant in selected:
+        for variant in (v for v in variants if v in mutant.variants):
+            for dtype in dtypes:
+                verdict = check_parity(
+                    variant,
+                    dtype,
+                    seed=seed,
+                    batch_size=batch_size,
+                    data=data,
+                    mutant=mutant.name,
+                )
+                first = verdict.first_failure
+                result = {
+                    "mutant": mutant.name,
+                    "description": mutant.description,
+                    "layer": mutant.layer,
+                    "variant": variant,
+                    "dtype": dtype,
+                    "expected_caught": dtype == "float64" or mutant.float32,
+                    "caught": not verdict.passed,
+                    "first_failure": None
+                    if first is None
+                    else {"kind": first.kind, "name": first.name},
+                    "localised": first is not None and failure_layer(first.name) == mutant.layer,
+                }
+                results.append(result)
+                if progress is not None:
+                    where = "-" if first is None else f"{first.kind} {first.name}"
+                    progress(
+                        f"{mutant.name:<{width}} {variant:<10} {dtype:<7} "
+                        f"caught={'yes' if result['caught'] else 'NO':<3} first={where:<32} "
+                        f"localised={'yes' if result['localised'] else 'NO'}"
+                    )
+    return results
+
+
+# -- patching one instance -------------------------------------------------------------------
+def _patch(obj: object, attr: str, value: object) -> None:
+    """Replace ``obj.attr`` on this instance only (the class and other instances keep theirs).
+    The attribute must exist: a typo in a mutant must not silently patch nothing."""
+    if not hasattr(obj, attr):
+        raise AttributeError(f"{type(obj).__name__} has no attribute {attr!r} to patch")
+    setattr(obj, attr, value)
+
+
+def _layer(model: scratch.Sequential, name: str, kind: type[L]) -> L:
+    layer = model.get_layer(name)
+    assert isinstance(layer, kind), (name, type(layer))
+    return layer
+
+
+# -- the catalogue, in data-flow order of where each bug first shows --------------------------
+def _same_padding_all_after(model: scratch.Sequential) -> None:
+    conv = _layer(model, "conv1", scratch.Conv2D)
+    # The "same" plan written as `Axis(out, 0, k - 1)`: all 4 rows and columns of padding at
+    # the bottom/right, as np.pad(x, ((0, 0), (0, 4), (0, 4), (0, 0))) does, instead of 2/2.
+    # Forward pads and backward crops with the plan, so the layer stays self-consistent.
+    rows, cols = conv._rows, conv._cols
+    _patch(conv, "_rows", Axis(rows.out, 0, rows.before + rows.after))
+    _patch(conv, "_cols", Axis(cols.out, 0, cols.before + cols.after))
+
+
+register(
+    Mutant(
+        name="same-padding-bottom-right",
+        description='conv1\'s 5x5 "same" padding put entirely at the bottom/right (0 before, '
+        "4 after, as np.pad(x, ((0, 0), (0, 4), (0, 4), (0, 0))) would) instead of 2 on each "
+        "side: the output is shifted by two pixels (classic variant only: keras-docs conv1 "
+        'is "valid")',
+        layer="conv1",
+        apply=_same_padding_all_after,
+        variants=("classic",),
+    )
+)
+
+
+def _true_convolution(model: scratch.Sequential) -> None:
+    conv = _layer(model, "conv2", scratch.Conv2D)
+
+    def _forward(x: np.ndarray, training: bool) -> np.ndarray:
+        # "convolution" from the textbook: the kernel flipped in H and W (scipy.signal.convolve)
+        kernel = conv.params["kernel"][::-1, ::-1]
+        xp = windows.pad(x, conv._rows, conv._cols)
+        z, cols = windows.correlate(xp, kernel, conv.strides)
+        z += conv.params["bias"]
+        conv._cache = (cols, xp.shape)
+        return z
+
+    def _backward(dz: np.ndarray, input_grad: bool) -> np.ndarray | None:
+        # ... and a backward pass consistent with it: finite differences agree, Keras does not
+        assert conv._cache is not None
+        cols, (_, hp, wp, _) = conv._cache
+        kernel = conv.params["kernel"]
+        dz2 = dz.reshape(-1, conv.filters)
+        conv.grads = {
+            "kernel": (cols.T @ dz2).reshape(kernel.shape)[::-1, ::-1].copy(),
+            "bias": dz2.sum(axis=0),
+        }
+        if not input_grad:
+            return None
+        dxp = windows.correlate_input_grad(dz, kernel[::-1, ::-1], conv.strides, (hp, wp))
+        return windows.crop(dxp, conv._rows, conv._cols)
+
+    _patch(conv, "_forward", _forward)
+    _patch(conv, "_backward", _backward)
+
+
+register(
+    Mutant(
+        name="conv-flipped-kernel",
+        description="conv2 computes a true convolution (kernel flipped in H and W) instead of "
+        "Keras's cross-correlation, with a backward pass consistent with it, so only the "
+        "comparison with Keras can see it",
+        layer="conv2",
+        apply=_true_convolution,
+    )
+)
+
+
+def _forward_relative_error(model: scratch.Sequential) -> None:
+    dense = _layer(model, "fc1", scratch.Dense)
+    correct = dense._forward
+
+    def _forward(x: np.ndarray, training: bool) -> np.ndarray:
+        return correct(x, training) * (1 + 1e-4)
+
+    _patch(dense, "_forward", _forward)
+
+
+register(
+    Mutant(
+        name="fc1-forward-off-1e-4",
+        description="fc1's pre-activation output 1e-4 too large (relative): the stand-in for "
+        "a small systematic forward error such as a constant rounded to four digits; the "
+        "smallest forward bug the tolerances are meant to catch",
+        layer="fc1",
+        apply=_forward_relative_error,
+    )
+)
+
+
+def _flatten_nchw(model: scratch.Sequential) -> None:
+    flatten = _layer(model, "flatten", scratch.Flatten)
+
+    def _forward(x: np.ndarray, training: bool) -> np.ndarray:
+        # PyTorch habit: channels before rows and columns
+        return x.transpose(0, 3, 1, 2).reshape(x.shape[0], -1)
+
+    def _backward(dz: np.ndarray, input_grad: bool) -> np.ndarray | None:
+        flatten.grads = {}
+        if not input_grad:
+            return None
+        h, w, c = flatten.input_shape
+        return dz.reshape(dz.shape[0], c, h, w).transpose(0, 2, 3, 1)
+
+    _patch(flatten, "_forward", _forward)
+    _patch(flatten, "_backward", _backward)
+
+
+register(
+    Mutant(
+        name="flatten-nchw",
+        description="Flatten in channels-first (NCHW) order, as PyTorch flattens, instead of "
+        "Keras's channels-last order (backward consistent with it): fc1 sees its inputs "
+        "permuted",
+        layer="flatten",
+        apply=_flatten_nchw,
+    )
+)
+
+
+def _loss_gradient_not_averaged(model: scratch.Sequential) -> None:
+    correct = model.compute_loss
+
+    def compute_loss(y_onehot: np.ndarray) -> tuple[np.floating, np.ndarray]:
+        loss, dloss = correct(y_onehot)
+        # the loss is the batch mean, but its gradient is the one of the sum: no / N
+        return loss, dloss * y_onehot.shape[0]
+
+    _patch(model, "compute_loss", compute_loss)
+
+
+register(
+    Mutant(
+        name="loss-grad-missing-1-over-n",
+        description="the loss is the batch mean but its gradient lacks the 1/N (the gradient "
+        "of the summed loss); the loss value is right, so the first failure is the first "
+        "gradient computed from it, output's kernel",
+        layer="output",
+        apply=_loss_gradient_not_averaged,
+    )
+)
+
+
+def _relu_mask_from_gradient(model: scratch.Sequential) -> None:
+    dense = _layer(model, "fc2", scratch.Dense)
+
+    def relu_backward(dout: np.ndarray, z: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return dout * (dout > 0)  # the mask of the upstream gradient, not of z
+
+    _patch(dense, "activation", dataclasses.replace(dense.activation, backward=relu_backward))
+
+
+register(
+    Mutant(
+        name="relu-mask-from-gradient",
+        description="fc2's relu backward masks with the upstream gradient (dout * (dout > 0), "
+        "i.e. relu applied to the gradient) instead of with its pre-activation (z > 0): first "
+        "visible in fc2's own kernel gradient (keras-docs only: classic uses tanh)",
+        layer="fc2",
+        apply=_relu_mask_from_gradient,
+        variants=("keras-docs",),
+    )
+)
+
+
+def _kernel_grad_from_preactivation(model: scratch.Sequential) -> None:
+    fc1 = _layer(model, "fc1", scratch.Dense)
+    fc2 = _layer(model, "fc2", scratch.Dense)
+    correct = fc2._backward
+
+    def _backward(dz: np.ndarray, input_grad: bool) -> np.ndarray | None:
+        dx = correct(dz, input_grad)
+        # dW2 = z1.T @ dz2 where it should be a1.T @ dz2 (fc1's output after its activation)
+        fc2.grads["kernel"] = fc1.preactivation.T @ dz
+        return dx
+
+    _patch(fc2, "_backward", _backward)
+
+
+register(
+    Mutant(
+        name="dense-kernel-grad-from-preactivation",
+        description="fc2's kernel gradient computed from fc1's pre-activation z1 instead of its "
+        "activation a1 (dW2 = z1.T @ dz2, the classic mix-up of cached z and a)",
+        layer="fc2",
+        apply=_kernel_grad_from_preactivation,
+    )
+)
+
+
+def _tanh_derivative_one_minus_y(model: scratch.Sequential) -> None:
+    dense = _layer(model, "fc1", scratch.Dense)
+
+    def tanh_backward(dout: np.ndarray, z: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return dout * (1 - y)  # should be 1 - y**2
+
+    _patch(dense, "activation", dataclasses.replace(dense.activation, backward=tanh_backward))
+
+
+register(
+    Mutant(
+        name="tanh-derivative-1-minus-y",
+        description="fc1's tanh derivative written 1 - y instead of 1 - y**2: first visible "
+        "in fc1's own kernel gradient (classic only: keras-docs uses relu)",
+        layer="fc1",
+        apply=_tanh_derivative_one_minus_y,
+        variants=("classic",),
+    )
+)
+
+
+def _gradient_scaled(model: scratch.Sequential) -> None:
+    dense = _layer(model, "fc1", scratch.Dense)
+    correct = dense._backward
+
+    def _backward(dz: np.ndarray, input_grad: bool) -> np.ndarray | None:
+        dx = correct(dz, input_grad)
+        dense.grads["kernel"] = dense.grads["kernel"] * 1.001
+        return dx
+
+    _patch(dense, "_backward", _backward)
+
+
+register(
+    Mutant(
+        name="fc1-kernel-grad-scaled-1.001",
+        description="fc1's kernel gradient 0.1% too large (x 1.001), e.g. a stray factor left "
+        "from debugging: the smallest gradient bug the tolerances are meant to catch",
+        layer="fc1",
+        apply=_gradient_scaled,
+    )
+)
+
+
+def _avgpool_backward_not_divided(model: scratch.Sequential) -> None:
+    pool = _layer(model, "pool2", scratch.AveragePooling2D)
+
+    def _backward(dz: np.ndarray, input_grad: bool) -> np.ndarray | None:
+        pool.grads = {}
+        if not input_grad:
+            return None
+        kh, kw = pool.pool_size
+        # every cell of a window gets the whole output gradient: missing `/ self._count`
+        dwin = np.broadcast_to(dz[:, :, :, None, None, :], (*dz.shape[:3], kh, kw, dz.shape[3]))
+        return pool._scatter(dwin)
+
+    _patch(pool, "_backward", _backward)
+
+
+register(
+    Mutant(
+        name="avgpool-backward-not-divided",
+        description="pool2's backward spreads the output gradient to every cell of its 2x2 "
+        "window without dividing by the window size (4x too large); pool2 has no parameters, "
+        "so it is first visible in conv2's kernel gradient, the first gradient computed after it",
+        layer="conv2",
+        apply=_avgpool_backward_not_divided,
+    )
+)
+
+
+def _conv_dx_shifted(model: scratch.Sequential) -> None:
+    conv = _layer(model, "conv2", scratch.Conv2D)
+    correct = conv._backward
+
+    def _backward(dz: np.ndarray, input_grad: bool) -> np.ndarray | None:
+        correct(dz, False)  # the parameter gradients are right
+        if not input_grad:
+            return None
+        kernel = conv.params["kernel"]  # stride 1, "valid": dx = full correlation, flipped
+        kh, kw, _, _ = kernel.shape
+        n, ho, wo, f = dz.shape
+        g = np.zeros((n, ho + 2 * (kh - 1), wo + 2 * (kw - 1), f), dtype=dz.dtype)
+        g[:, kh - 2 : kh - 2 + ho, kw - 2 : kw - 2 + wo] = dz  # off by one: should be kh - 1
+        dx, _ = windows.correlate(g, kernel[::-1, ::-1].transpose(0, 1, 3, 2), (1, 1))
+        return dx
+
+    _patch(conv, "_backward", _backward)
+
+
+register(
+    Mutant(
+        name="conv-dx-shifted-one-pixel",
+        description="conv2's input gradient shifted by one pixel up and left (the full-"
+        "correlation padding placed at kh - 2 instead of kh - 1); conv2's own gradients are "
+        "right, so it is first visible in conv1's kernel gradient, the next parameter "
+        "gradient backprop computes (through pool1)",
+        layer="conv1",
+        apply=_conv_dx_shifted,
+    )
+)
+
+
+def _conv_bias_grad_channels_first(model: scratch.Sequential) -> None:
+    conv = _layer(model, "conv1", scratch.Conv2D)
+    correct = conv._backward
+
+    def _backward(dz: np.ndarray, input_grad: bool) -> np.ndarray | None:
+        dx = correct(dz, input_grad)
+        # channels-first habit: (F, everything else), then sum over "everything else"
+        conv.grads["bias"] = dz.reshape(conv.filters, -1).sum(axis=1)
+        return dx
+
+    _patch(conv, "_backward", _backward)
+
+
+register(
+    Mutant(
+        name="conv-bias-grad-wrong-axis",
+        description="conv1's bias gradient summed over the wrong axis of a channels-first "
+        "reshape, dz.reshape(filters, -1).sum(axis=1), instead of "
+        "dz.reshape(-1, filters).sum(axis=0); same shape, wrong values",
+        layer="conv1",
+        apply=_conv_bias_grad_channels_first,
+    )
+)
