@@ -247,16 +247,21 @@ def _read_npz(path: pathlib.Path, want: tuple[str, ...] | None) -> list[_Raw]:
         return _read_npz_handle(handle, where, want)
 
 
-def _read_npz_handle(handle: BinaryIO, where: str, want: tuple[str, ...] | None) -> list[_Raw]:
+def check_zip_header(handle: BinaryIO, where: str, kind: str = "an .npz archive") -> None:
+    """Fail with one line unless the file starts like a zip archive (rewinds the handle)."""
     try:
         magic = handle.read(6)
         handle.seek(0)
     except OSError as exc:
         raise InputError(f"{where}: cannot read ({_one_line(exc)})") from exc
     if magic == _NPY_MAGIC:
-        raise InputError(f"{where}: is a single .npy array, not an .npz archive")
+        raise InputError(f"{where}: is a single .npy array, not {kind}")
     if magic[:4] not in _ZIP_MAGICS:
-        raise InputError(f"{where}: not an .npz archive (no zip header)")
+        raise InputError(f"{where}: not {kind} (no zip header)")
+
+
+def _read_npz_handle(handle: BinaryIO, where: str, want: tuple[str, ...] | None) -> list[_Raw]:
+    check_zip_header(handle, where)
     arrays: dict[str, npt.NDArray[Any]] = {}
     try:
         with np.load(handle, allow_pickle=False) as loaded:

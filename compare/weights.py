@@ -33,7 +33,7 @@ from typing import Any, BinaryIO, Final
 import numpy as np
 
 import scratch
-from compare.data import _NPY_MAGIC, _READ_ERRORS, _ZIP_MAGICS, _check_int, _float_dtype, _one_line
+from compare.data import _READ_ERRORS, _check_int, _float_dtype, _one_line, check_zip_header
 from compare.errors import InputError
 
 SUFFIXES: Final = (".npz", ".weights.h5", ".keras")
@@ -224,15 +224,7 @@ def _open_zip(path: Path, where: str, kind: str) -> Iterator[BinaryIO]:
     except OSError as exc:
         raise InputError(f"{where}: cannot read ({_brief(exc)})") from exc
     with handle:
-        try:
-            magic = handle.read(6)
-            handle.seek(0)
-        except OSError as exc:
-            raise InputError(f"{where}: cannot read ({_brief(exc)})") from exc
-        if magic == _NPY_MAGIC:
-            raise InputError(f"{where}: is a single .npy array, not {kind}")
-        if magic[:4] not in _ZIP_MAGICS:
-            raise InputError(f"{where}: not {kind} (no zip header)")
+        check_zip_header(handle, where, kind)
         yield handle
 
 
