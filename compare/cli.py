@@ -238,10 +238,6 @@ def _writable(path: Path | None, flag: str) -> None:
         raise InputError(f"{flag}: folder {path.parent} does not exist")
 
 
-def _by_kind(pairs: list[tuple[str, float]]) -> dict[str, float]:
-    return dict(pairs)
-
-
 def run_check(args: argparse.Namespace) -> int:
     _writable(args.json, "--json")
     from compare.parity import check_parity
@@ -253,8 +249,8 @@ def run_check(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         data=args.data,
         weights=args.weights,
-        atol=_by_kind(args.atol),
-        rtol=_by_kind(args.rtol),
+        atol=dict(args.atol),
+        rtol=dict(args.rtol),
         mutant=args.mutant,
     )
     print(verdict.table())

@@ -231,12 +231,7 @@ def _read_npz(path: pathlib.Path, want: tuple[str, ...] | None) -> list[_Raw]:
     ``want`` forces a layout; ``None`` detects it from the keys.
     """
     where = f"data file {path}"
-    if not path.exists():
-        raise InputError(f"{where}: no such file")
-    if not path.is_file():
-        raise InputError(f"{where}: not a regular file")
-    if path.stat().st_size == 0:
-        raise InputError(f"{where}: file is empty")
+    check_file(path, where)
     try:
         handle = path.open("rb")
     except OSError as exc:
@@ -245,6 +240,19 @@ def _read_npz(path: pathlib.Path, want: tuple[str, ...] | None) -> list[_Raw]:
     # zip is corrupt (a ResourceWarning later).
     with handle:
         return _read_npz_handle(handle, where, want)
+
+
+def check_file(path: pathlib.Path, where: str) -> None:
+    """Fail with one line unless ``path`` is an existing, non-empty regular file."""
+    try:
+        if not path.exists():
+            raise InputError(f"{where}: no such file")
+        if not path.is_file():
+            raise InputError(f"{where}: not a regular file")
+        if path.stat().st_size == 0:
+            raise InputError(f"{where}: file is empty")
+    except OSError as exc:
+        raise InputError(f"{where}: cannot read ({_one_line(exc)})") from exc
 
 
 def check_zip_header(handle: BinaryIO, where: str, kind: str = "an .npz archive") -> None:

@@ -33,7 +33,14 @@ from typing import Any, BinaryIO, Final
 import numpy as np
 
 import scratch
-from compare.data import _READ_ERRORS, _check_int, _float_dtype, _one_line, check_zip_header
+from compare.data import (
+    _READ_ERRORS,
+    _check_int,
+    _float_dtype,
+    _one_line,
+    check_file,
+    check_zip_header,
+)
 from compare.errors import InputError
 
 SUFFIXES: Final = (".npz", ".weights.h5", ".keras")
@@ -168,7 +175,7 @@ def load_weights(path: Path, variant: str, dtype: str) -> dict[str, np.ndarray]:
     suffix = _suffix(path)
     layout = expected_layout(variant, dtype)
     where = f"weights file {_shown(path)}"
-    _check_file(path, where)
+    check_file(path, where)
     if suffix == ".npz":
         arrays = _read_npz(path, where, layout, variant)
     elif suffix == ".weights.h5":
@@ -202,18 +209,6 @@ def _suffix(path: Path) -> str:
     raise InputError(
         f"weights file {_shown(path)}: unsupported file type; expected one of {', '.join(SUFFIXES)}"
     )
-
-
-def _check_file(path: Path, where: str) -> None:
-    try:
-        if not path.exists():
-            raise InputError(f"{where}: no such file")
-        if not path.is_file():
-            raise InputError(f"{where}: not a regular file")
-        if path.stat().st_size == 0:
-            raise InputError(f"{where}: file is empty")
-    except OSError as exc:
-        raise InputError(f"{where}: cannot read ({_brief(exc)})") from exc
 
 
 @contextlib.contextmanager
