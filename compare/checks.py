@@ -29,7 +29,7 @@ from typing import Any, Final
 
 import numpy as np
 
-KINDS: Final = ("forward", "gradient", "finite-difference")
+KINDS: Final = ("forward", "gradient", "finite-difference", "training")
 TINY: Final = float(np.finfo(np.float64).tiny)
 # Calibration takes rtol from the elements within a factor 10 of their tensor's largest
 # magnitude: smaller sums can lose most of their digits to cancellation (a conv kernel gradient
@@ -54,6 +54,59 @@ class Tolerance:
                 )
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class Pair:
+    """Two arrays that should agree: ``actual`` from scratch, ``expected`` from the reference
+    (Keras, or the finite differences).
+
+    Training pairs also say when each element was recorded: ``at`` holds the training step of
+    each element (broadcastable to the arrays' shape), and ``tolerance`` names the calibrated
+    envelope they are judged against when it is not ``name``."""
+
+    kind: str
+    name: str
+    actual: np.ndarray
+    expected: np.ndarray
+    at: np.ndarray | None = None
+    tolerance: str | None = None
+    # The smallest atol the pair is judged with: the resolution of a count-based measure.
+    atol_floor: float = 0.0
+
+    @property
+    def tolerance_key(self) -> tuple[str, str]:
+        return (self.kind, self.tolerance or self.name)
+
+    def steps(self) -> np.ndarray:
+        """The step of every element, shaped like ``expected`` (training pairs only)."""
+        if self.at is None:
+            raise ValueError(f"{self.kind} {self.name!r} is not a training pair: it has no steps")
+        return np.broadcast_to(self.at, np.shape(self.expected))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PerElement:
+    """A tolerance per element (arrays shaped like the compared arrays): the training curves'
+    envelope, whose float noise grows with the step (:mod:`compare.tolerances`)."""
+
+    atol: np.ndarray
+    rtol: np.ndarray
+
+    def __post_init__(self) -> None:
+        for arg in ("atol", "rtol"):
+            value = np.asarray(getattr(self, arg), dtype=np.float64)
+            if not (np.all(np.isfinite(value)) and np.all(value >= 0)):
+                raise ValueError(
+                    f"Invalid tolerance: `{arg}` must be finite numbers >= 0. "
+                    f"Received: {arg}={value!r}"
+                )
+            object.__setattr__(self, arg, value)
+        if self.atol.shape != self.rtol.shape:
+            raise ValueError(
+                "atol and rtol must have the same shape. "
+                f"Received: atol.shape={self.atol.shape}, rtol.shape={self.rtol.shape}"
+            )
+
+
 @dataclasses.dataclass(frozen=True)
 class Check:
     """One comparison's record (the ``checks`` entries of the JSON verdict)."""
@@ -69,10 +122,16 @@ class Check:
     n_bad: int
     size: int
     problem: str | None = None  # shape, dtype or NaN/Inf mismatch; or how many elements failed
+    first_bad_index: tuple[int, ...] | None = None  # the first bad element in C order
+    # Training checks: the step of the training run the first bad element belongs to (for the
+    # step-loss curve, the step before whose update the loss was measured).
+    step: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         record = dataclasses.asdict(self)
-        record["worst_index"] = None if self.worst_index is None else list(self.worst_index)
+        for key in ("worst_index", "first_bad_index"):
+            index = getattr(self, key)
+            record[key] = None if index is None else list(index)
         return record
 
 
@@ -104,14 +163,32 @@ def _errors(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
 
 
 def compare_arrays(
-    kind: str, name: str, actual: object, expected: object, tolerance: Tolerance
+    kind: str, name: str, actual: object, expected: object, tolerance: Tolerance | PerElement
 ) -> Check:
-    """Compare ``actual`` (scratch) with ``expected`` (the reference) → one :class:`Check`."""
+    """Compare ``actual`` (scratch) with ``expected`` (the reference) → one :class:`Check`.
+
+    With a :class:`PerElement` tolerance (shaped like ``expected``), the record's ``atol`` and
+    ``rtol`` are those of the worst element."""
     if kind not in KINDS:
         raise ValueError(f"Unknown check kind. Expected one of {KINDS}. Received: kind={kind!r}")
     a, b = np.asarray(actual), np.asarray(expected)
+    if isinstance(tolerance, PerElement) and tolerance.atol.shape != b.shape:
+        raise ValueError(
+            f"A per-element tolerance must have the expected array's shape {b.shape}. "
+            f"Received: shape={tolerance.atol.shape}"
+        )
+    atol, rtol = np.broadcast_to(tolerance.atol, b.shape), np.broadcast_to(tolerance.rtol, b.shape)
     record = Check(
-        kind, name, False, None, None, tolerance.atol, tolerance.rtol, None, 0, int(b.size)
+        kind,
+        name,
+        False,
+        None,
+        None,
+        float(atol.max(initial=0.0)),
+        float(rtol.max(initial=0.0)),
+        None,
+        0,
+        int(b.size),
     )
     problem = None
     if a.shape != b.shape:
@@ -121,19 +198,32 @@ def compare_arrays(
     else:
         problem = _nonfinite_mismatch(a, b)
     if problem is not None:
-        return dataclasses.replace(record, n_bad=int(max(a.size, b.size)), problem=problem)
+        first_bad = None
+        if a.shape == b.shape and a.dtype == b.dtype:  # NaN/Inf places: the first that differs
+            differ = (
+                (np.isnan(a) != np.isnan(b))
+                | (np.isinf(a) != np.isinf(b))
+                | (np.isinf(a) & np.isinf(b) & (np.sign(a) != np.sign(b)))
+            )
+            first_bad = tuple(int(i) for i in np.unravel_index(int(np.argmax(differ)), a.shape))
+        return dataclasses.replace(
+            record, n_bad=int(max(a.size, b.size)), problem=problem, first_bad_index=first_bad
+        )
     abs_err, rel_err, _ = _errors(a, b)
-    bad = (abs_err > tolerance.atol) & (rel_err > tolerance.rtol)
+    bad = (abs_err > atol) & (rel_err > rtol)
     n_bad = int(np.count_nonzero(bad))
-    if a.size == 0:
-        worst = None
-    else:
+    worst = first = None
+    if a.size:
         # The worst element: the largest absolute error among the bad ones, if any.
         flat = int(np.argmax(np.where(bad, abs_err, -1.0) if n_bad else abs_err))
         worst = tuple(int(i) for i in np.unravel_index(flat, a.shape))
+        record = dataclasses.replace(record, atol=float(atol[worst]), rtol=float(rtol[worst]))
+    if n_bad:
+        first = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), a.shape))
     return dataclasses.replace(
         record,
         passed=n_bad == 0,
+        first_bad_index=first,
         max_abs_err=float(abs_err.max(initial=0.0)),
         max_rel_err=float(rel_err.max(initial=0.0)),
         worst_index=worst,

@@ -4,7 +4,11 @@ third opinion on the scratch gradients.
 
 Order is data-flow order, because the first failure is where a bug is: the forward outputs from
 ``conv1`` to ``output``; then the loss; then, from the output layer back to the input, each
-parameter's gradient (Keras's, then the finite differences'), and last dloss/dinput.
+parameter's gradient (Keras's, then the finite differences'), and last dloss/dinput. Then, with
+``epochs`` > 0, the training run (:mod:`compare.curves`): both models trained side by side on
+the identical batches, its checks ordered in time — the first failing training check is the one
+whose first bad element comes earliest (the loss before step s's update, then the parameters
+after it, then the held-out metrics of an epoch ending at s).
 
 :func:`collect` produces the named array pairs, :func:`judge` turns them into
 :class:`~compare.checks.Check` records with the one comparison helper, and :func:`check_parity`
@@ -16,23 +20,29 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import pandas as pd
 
 import scratch
+from compare import curves as training
+from compare import tolerances as tolerance_table
 from compare import weights as weights_io
-from compare.checks import Check, Tolerance, compare_arrays
-from compare.data import load_data
+from compare.checks import Check, Pair, PerElement, Tolerance, compare_arrays
+from compare.data import Dataset, load_data
 from compare.errors import InputError
 from compare.finite_difference import kink_free_differences
 
+if TYPE_CHECKING:
+    from compare.mutants import Mutant
+
 DTYPES: Final = ("float32", "float64")
 DEFAULT_BATCH_SIZE: Final = 256  # the training batch of the Keras docs recipe
+LEARNING_RATE: Final = 0.05  # SGD's learning rate in the Keras docs recipe
 # Finite differences per tensor (11 tensors, 2 loss evaluations per tried entry): FD_ENTRIES
 # kink-free entries out of at most FD_MAX_TRIES tried.
 FD_ENTRIES: Final = 5
@@ -40,8 +50,6 @@ FD_MAX_TRIES: Final = 40
 # ... on the first FD_BATCH digits of the batch: every tried entry costs two forward passes,
 # and 32 digits make them 8× cheaper than 256 (a whole check: 5.5 s at 256, 1.2 s at 32).
 FD_BATCH: Final = 32
-
-Mutant = Callable[[scratch.Sequential], None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +63,10 @@ class CheckConfig:
     data: str = "bundled"
     weights: str | None = None  # a weights file; None: a fresh initialisation from the seed
     mutant: str | None = None  # the name of the deliberate bug applied to scratch, if any
+    epochs: int = 1  # of side-by-side training on identical batches; 0: no training checks
+    learning_rate: float = LEARNING_RATE
+    momentum: float = 0.0  # SGD's momentum on both sides (Keras's form)
+    nesterov: bool = False
 
     def __post_init__(self) -> None:
         if self.variant not in scratch.VARIANTS:
@@ -64,21 +76,17 @@ class CheckConfig:
             )
         if self.dtype not in DTYPES:
             raise InputError(f"unknown dtype {self.dtype!r}; expected one of {', '.join(DTYPES)}")
-        for arg in ("seed", "batch_size"):
+        for arg, minimum in (("seed", 0), ("batch_size", 1), ("epochs", 0)):
             value = getattr(self, arg)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (arg != "seed"):
-                raise InputError(f"{arg} must be an integer >= {int(arg != 'seed')}: {value!r}")
-
-
-@dataclasses.dataclass(frozen=True)
-class Pair:
-    """Two arrays that should agree: ``actual`` from scratch, ``expected`` from the reference
-    (Keras, or the finite differences)."""
-
-    kind: str
-    name: str
-    actual: np.ndarray
-    expected: np.ndarray
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise InputError(f"{arg} must be an integer >= {minimum}: {value!r}")
+        lr, mu = self.learning_rate, self.momentum
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < np.inf:
+            raise InputError(f"learning rate must be a positive number: {lr!r}")
+        if isinstance(mu, bool) or not isinstance(mu, (int, float)) or not 0 <= mu < 1:
+            raise InputError(f"momentum must be a number in [0, 1): {mu!r}")
+        if self.nesterov and mu == 0:
+            raise InputError("nesterov needs a momentum > 0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,12 +95,36 @@ class Verdict:
     config: CheckConfig
     environment: dict[str, Any]
     checks: list[Check]
-    tolerances: dict[tuple[str, str], Tolerance]
+    tolerances: tolerance_table.Tolerances
     seconds: float
+    curves: training.Curves | None = None
 
     @property
     def first_failure(self) -> Check | None:
-        return next((c for c in self.checks if not c.passed), None)
+        """The first failing check in data-flow order; among training checks, the one that
+        fails earliest in the training run (see the module docstring)."""
+        failed = [c for c in self.checks if not c.passed]
+        before_training = [c for c in failed if c.kind != "training"]
+        if before_training or not failed:
+            return next(iter(before_training), None)
+        return min(failed, key=lambda c: (c.step or 0, _phase(c.name)))
+
+    def first_step_outside(self) -> int | None:
+        """The first training step whose loss leaves its tolerance envelope, if any."""
+        loss = next((c for c in self.checks if (c.kind, c.name) == ("training", "step loss")), None)
+        return None if loss is None or loss.passed else loss.step
+
+    def curve_frame(self) -> pd.DataFrame | None:
+        """The training run step by step (:meth:`compare.curves.Curves.frame`), with the
+        step-loss envelope; None without training."""
+        if self.curves is None:
+            return None
+        steps = np.arange(1, self.curves.plan.steps + 1)
+        return self.curves.frame(_tolerance(self.tolerances, ("training", "step loss"), steps))
+
+    def heldout_frame(self) -> pd.DataFrame | None:
+        """The held-out loss and accuracy after every epoch; None without training."""
+        return None if self.curves is None else self.curves.heldout_frame()
 
     def as_dict(self) -> dict[str, Any]:
         """The documented JSON schema (see README, "The verdict's JSON")."""
@@ -103,8 +135,45 @@ class Verdict:
             "config": dataclasses.asdict(self.config),
             "environment": self.environment,
             "checks": [c.as_dict() for c in self.checks],
-            "first_failure": None if first is None else {"kind": first.kind, "name": first.name},
-            "timing": {"seconds": round(self.seconds, 3)},
+            "first_failure": None
+            if first is None
+            else {"kind": first.kind, "name": first.name, "step": first.step},
+            "training": None if self.curves is None else self._training_dict(),
+            "timing": {
+                "seconds": round(self.seconds, 3),
+                "training_seconds": None
+                if self.curves is None
+                else {
+                    "scratch": round(self.curves.scratch.seconds, 3),
+                    "reference": round(self.curves.reference.seconds, 3),
+                },
+            },
+        }
+
+    def _training_dict(self) -> dict[str, Any]:
+        assert self.curves is not None
+        plan, ours, theirs = self.curves.plan, self.curves.scratch, self.curves.reference
+        return {
+            "steps": plan.steps,
+            "steps_per_epoch": plan.steps_per_epoch,
+            "snapshot_steps": plan.snapshot_steps(),
+            "first_step_outside_envelope": self.first_step_outside(),
+            "step_loss": {
+                "scratch": ours.step_loss.tolist(),
+                "reference": theirs.step_loss.tolist(),
+            },
+            "step_accuracy": {
+                "scratch": ours.step_accuracy.tolist(),
+                "reference": theirs.step_accuracy.tolist(),
+            },
+            "heldout_loss": {
+                "scratch": ours.heldout_loss.tolist(),
+                "reference": theirs.heldout_loss.tolist(),
+            },
+            "heldout_accuracy": {
+                "scratch": ours.heldout_accuracy.tolist(),
+                "reference": theirs.heldout_accuracy.tolist(),
+            },
         }
 
     def frame(self) -> pd.DataFrame:
@@ -127,8 +196,12 @@ class Verdict:
     def summary(self) -> str:
         """The one-line verdict."""
         c = self.config
+        optimizer = f"SGD({c.learning_rate:g}" + (
+            f", momentum {c.momentum:g}{', nesterov' if c.nesterov else ''})" if c.momentum else ")"
+        )
         setup = (
             f"{c.variant}, {c.dtype}, seed {c.seed}, batch {c.batch_size}, "
+            f"{c.epochs} epoch{'s' * (c.epochs != 1)} of {optimizer}, "
             f"{self.environment['backend']}" + (f", mutant {c.mutant}" if c.mutant else "")
         )
         first = self.first_failure
@@ -142,10 +215,30 @@ class Verdict:
                 f"{list(first.worst_index or ())} against atol {_sci(first.atol)}, rtol "
                 f"{_sci(first.rtol)}: {first.problem}"
             )
+        when = "" if first.step is None else f" at training step {first.step}"
         return (
-            f"FAIL: first divergence at {first.kind} {first.name!r} ({detail}); "
+            f"FAIL: first divergence at {first.kind} {first.name!r}{when} ({detail}); "
             f"{n_failed} of {len(self.checks)} checks fail ({setup})"
         )
+
+
+def _phase(name: str) -> int:
+    """Order within one training step: the loss (before the update), then the parameters
+    (after it), then the held-out metrics (after the epoch that ends there)."""
+    return 0 if name == training.STEP_LOSS else 2 if name in training.HELDOUT else 1
+
+
+def _tolerance(
+    tolerances: Mapping[tuple[str, str], tolerance_table.AnyTolerance],
+    key: tuple[str, str],
+    steps: np.ndarray | None,
+) -> Tolerance | PerElement:
+    """A check's tolerance; an envelope evaluated at each element's step."""
+    tol = tolerances[key]
+    if isinstance(tol, tolerance_table.Envelope):
+        assert steps is not None, f"{key} has an envelope tolerance but no steps"
+        return tol.over(steps, f"{key[0]} {key[1]!r}")
+    return tol
 
 
 def _result(check: Check) -> str:
@@ -195,32 +288,44 @@ def scratch_model(
 ) -> scratch.Sequential:
     model = scratch.build_lenet5(config.variant, dtype=dtype, loss_path=loss_path)  # type: ignore[arg-type]
     model.set_weights({k: np.asarray(v, dtype=dtype) for k, v in weights.items()})
-    if mutant is not None:
-        mutant(model)
+    if mutant is not None and mutant.apply is not None:
+        mutant.apply(model)
     return model
 
 
-def batch(config: CheckConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``batch_size`` training digits of the seeded split, and their one-hot labels."""
+def dataset(config: CheckConfig) -> Dataset:
+    """The seeded split of ``config.data``, checked to hold at least one batch."""
     data = load_data(config.data, seed=config.seed, dtype=config.dtype)
     if config.batch_size > len(data.x_train):
         raise InputError(
             f"batch size {config.batch_size} is larger than the {len(data.x_train)} training "
             f"examples of {config.data!r}"
         )
+    return data
+
+
+def batch(config: CheckConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``batch_size`` training digits of the seeded split, and their one-hot labels."""
+    data = dataset(config)
     return data.x_train[: config.batch_size], data.y_train[: config.batch_size]
 
 
 # -- collecting the pairs --------------------------------------------------------------------
 def collect(
-    config: CheckConfig, *, mutant: Mutant | None = None, backend: ModuleType | None = None
-) -> list[Pair]:
-    """Every pair the parity check compares, in data-flow order."""
+    config: CheckConfig,
+    *,
+    mutant: Mutant | None = None,
+    backend: ModuleType | None = None,
+    tolerances: Mapping[tuple[str, str], tolerance_table.AnyTolerance] | None = None,
+) -> tuple[list[Pair], training.Curves | None]:
+    """Every pair the parity check compares, in data-flow order, and the training run (None
+    with ``epochs=0``). Given ``tolerances``, a run they do not cover fails before training."""
     import reference
 
     backend = backend or reference_backend()
     weights = shared_weights(config)
-    x, y = batch(config)
+    data = dataset(config)
+    x, y = data.x_train[: config.batch_size], data.y_train[: config.batch_size]
     ours = scratch_model(config, weights, config.dtype, backend.LOSS_PATH, mutant)
     theirs = _keras_model(config.variant, config.dtype)
     reference.set_weights(theirs, weights)
@@ -240,7 +345,94 @@ def collect(
         pairs.append(Pair("finite-difference", key, *numeric[key]))
     pairs.append(Pair("gradient", "input", dx, ref_dx))
     pairs.append(Pair("finite-difference", "input", *numeric["input"]))
-    return pairs
+    if config.epochs == 0:
+        return pairs, None
+    plan = training.schedule(len(data.x_train), config.batch_size, config.epochs, config.seed)
+    family = optimizer_tolerances(config)
+    if tolerances is not None:
+        checks = (training.STEP_LOSS, *training.HELDOUT, *weights)
+        _covered(tolerances, plan, [training.envelope_name(c, family) for c in checks])
+    curves = train_side_by_side(config, weights, data, plan, backend, mutant)
+    return pairs + curves.pairs(family), curves
+
+
+def optimizer_tolerances(config: CheckConfig) -> str | None:
+    """Which training envelopes judge this run: plain SGD's (None), or momentum's — momentum
+    makes float32 training chaotic sooner, so it has envelopes of its own."""
+    return "momentum" if config.momentum else None
+
+
+def _covered(
+    tolerances: Mapping[tuple[str, str], tolerance_table.AnyTolerance],
+    plan: training.Schedule,
+    names: list[str],
+) -> None:
+    """Fail before training when the run's training tolerances are missing or do not reach its
+    last step."""
+    keys = [("training", name) for name in names]
+    tolerance_table.for_pairs(tolerances, keys)
+    for key in keys:
+        _tolerance(tolerances, key, np.array([plan.steps]))
+
+
+def train_side_by_side(
+    config: CheckConfig,
+    weights: Mapping[str, np.ndarray],
+    data: Dataset,
+    plan: training.Schedule,
+    backend: ModuleType,
+    mutant: Mutant | None = None,
+) -> training.Curves:
+    """Train scratch and Keras from ``weights`` through ``plan`` (the same batches for both)
+    and record both (:func:`compare.curves.record`). Scratch's SGD gets the momentum Keras
+    applies on ``backend`` (``effective_momentum``: float32-rounded on TensorFlow)."""
+    import reference
+
+    momentum = backend.effective_momentum(config.momentum)
+    optimizer = scratch.SGD(config.learning_rate, momentum, config.nesterov)
+    ours = scratch_model(config, weights, config.dtype, backend.LOSS_PATH, mutant)
+    our_plan = plan
+    if mutant is not None and mutant.optimizer is not None:
+        mutant.optimizer(optimizer)
+    if mutant is not None and mutant.batches is not None:
+        our_plan = dataclasses.replace(plan, batches=mutant.batches(plan, config.seed))
+    theirs = reference.build_lenet5(
+        config.variant,
+        config.dtype,
+        learning_rate=config.learning_rate,
+        momentum=config.momentum,
+        nesterov=config.nesterov,
+    )
+    reference.set_weights(theirs, weights)
+    heldout = (data.x_heldout, data.y_heldout)
+    size = config.batch_size
+    # A broken scratch model may overflow: its NaN and Inf are compared, not raised.
+    with np.errstate(all="ignore"):
+        scratch_run = training.record(
+            training.CallableTrainee(
+                lambda xb, yb: ours.train_step(xb, yb, optimizer),
+                lambda: ours.params,
+                lambda xh, yh: ours.evaluate(xh, yh, batch_size=size),
+            ),
+            our_plan,
+            data.x_train,
+            data.y_train,
+            heldout,
+            label="scratch",
+        )
+    keras_run = training.record(
+        training.CallableTrainee(
+            lambda xb, yb: reference.train_step(theirs, xb, yb),
+            lambda: reference.get_weights(theirs),
+            lambda xh, yh: reference.evaluate(theirs, xh, yh, batch_size=size),
+        ),
+        plan,
+        data.x_train,
+        data.y_train,
+        heldout,
+        label="keras",
+    )
+    return training.Curves(plan, scratch_run, keras_run, heldout_size=len(data.x_heldout))
 
 
 def _backward_order(keys: list[str]) -> list[str]:
@@ -296,17 +488,27 @@ def _finite_differences(
 
 
 # -- judging -----------------------------------------------------------------------------------
-def judge(pairs: list[Pair], tolerances: Mapping[tuple[str, str], Tolerance]) -> list[Check]:
-    """One :class:`Check` per pair, each against its own tolerance."""
-    missing = [f"{p.kind} {p.name}" for p in pairs if (p.kind, p.name) not in tolerances]
-    if missing:
-        raise InputError(
-            f"no calibrated tolerance for {', '.join(missing)}; rerun `lenet-parity calibrate`"
-        )
-    return [
-        compare_arrays(p.kind, p.name, p.actual, p.expected, tolerances[p.kind, p.name])
-        for p in pairs
-    ]
+def judge(
+    pairs: list[Pair], tolerances: Mapping[tuple[str, str], tolerance_table.AnyTolerance]
+) -> list[Check]:
+    """One :class:`Check` per pair, each against its own tolerance; a training check also
+    records the step of its first bad element."""
+    tolerance_table.for_pairs(tolerances, [p.tolerance_key for p in pairs])
+    checks = []
+    for p in pairs:
+        steps = None if p.at is None else p.steps()
+        tol = _tolerance(tolerances, p.tolerance_key, steps)
+        if p.atol_floor:
+            shape = np.shape(p.expected)
+            tol = PerElement(
+                np.maximum(np.broadcast_to(tol.atol, shape), p.atol_floor),
+                np.broadcast_to(tol.rtol, shape),
+            )
+        check = compare_arrays(p.kind, p.name, p.actual, p.expected, tol)
+        if steps is not None and check.first_bad_index is not None:
+            check = dataclasses.replace(check, step=int(steps[check.first_bad_index]))
+        checks.append(check)
+    return checks
 
 
 def check_parity(
@@ -317,6 +519,10 @@ def check_parity(
     batch_size: int = DEFAULT_BATCH_SIZE,
     data: str = "bundled",
     weights: str | Path | None = None,
+    epochs: int = 1,
+    learning_rate: float = LEARNING_RATE,
+    momentum: float = 0.0,
+    nesterov: bool = False,
     tolerances: Mapping[str, Tolerance] | None = None,
     atol: Mapping[str, float] | None = None,
     rtol: Mapping[str, float] | None = None,
@@ -324,13 +530,14 @@ def check_parity(
 ) -> Verdict:
     """Run the parity check and return its :class:`Verdict`.
 
-    ``tolerances`` replaces the calibrated tolerance of a kind (``{"forward": Tolerance(...)}``);
-    ``atol``/``rtol`` replace one number per kind (key ``"*"`` for every kind). ``mutant``
-    names a deliberate bug from :mod:`compare.mutants` to apply to the scratch model.
-    Bad arguments or input raise :class:`compare.errors.InputError`.
+    ``epochs`` of side-by-side training follow the forward and gradient checks (0: none), with
+    SGD(``learning_rate``, ``momentum``, ``nesterov``) on both sides. ``tolerances`` replaces
+    the calibrated tolerance of a kind (``{"forward": Tolerance(...)}``); ``atol``/``rtol``
+    replace one number per kind (key ``"*"`` for every kind). ``mutant`` names a deliberate bug
+    from :mod:`compare.mutants` to apply to the scratch side. Bad arguments or input raise
+    :class:`compare.errors.InputError`.
     """
     from compare import mutants as mutant_catalogue
-    from compare import tolerances as tolerance_table
     from compare.environment import describe
 
     started = time.perf_counter()
@@ -342,12 +549,19 @@ def check_parity(
         data=str(data),
         weights=None if weights is None else str(weights),
         mutant=mutant,
+        epochs=epochs,
+        learning_rate=learning_rate,
+        momentum=momentum,
+        nesterov=nesterov,
     )
+    bug = None if mutant is None else mutant_catalogue.get(mutant)
+    if bug is not None:
+        bug.check_applicable(config)
     backend = reference_backend()
     backend.configure_determinism(seed)
     tols = tolerance_table.resolve(backend.NAME, dtype, tolerances, atol=atol, rtol=rtol)
-    apply = None if mutant is None else mutant_catalogue.get(mutant).apply
-    checks = judge(collect(config, mutant=apply, backend=backend), tols)
+    pairs, curves = collect(config, mutant=bug, backend=backend, tolerances=tols)
+    checks = judge(pairs, tols)
     return Verdict(
         passed=all(c.passed for c in checks),
         config=config,
@@ -355,6 +569,7 @@ def check_parity(
         checks=checks,
         tolerances=tols,
         seconds=time.perf_counter() - started,
+        curves=curves,
     )
 
 

@@ -12,6 +12,12 @@ float noise follows each tensor's scale: the loss (~2.3), a conv kernel's gradie
 dloss/dinput (~1e-4) differ by orders of magnitude, and one shared number would either miss
 bugs in the small tensors or flag noise in the large ones.
 
+Training checks (kind ``training``) are judged against an :class:`Envelope`: float32 training
+is chaotic, and the honest disagreement of two correct implementations grows with the step.
+Calibration measures it at every recorded step, takes the running maximum over the steps (the
+envelope never shrinks) and applies the same safety factor. A step beyond the calibrated ones
+has no tolerance: the check refuses it rather than guess.
+
 Rerun ``lenet-parity calibrate --out compare/tolerances.json`` to refresh the table; a test
 checks that the defaults are what the recorded measurements and safety factor give. Any
 tolerance can be overridden per kind (``check_parity(tolerances=..., atol=..., rtol=...)``,
@@ -20,14 +26,18 @@ tolerance can be overridden per kind (``check_parity(tolerances=..., atol=..., r
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.resources
+import itertools
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from compare.checks import KINDS, ErrorProfile, Tolerance
+import numpy as np
+
+from compare.checks import KINDS, ErrorProfile, PerElement, Tolerance
 from compare.errors import InputError
 
 TABLE_RESOURCE: Final = "tolerances.json"
@@ -37,7 +47,58 @@ TABLE_RESOURCE: Final = "tolerances.json"
 # an rtol of 2e-5).
 SAFETY_FACTOR: Final = 10.0
 
-Tolerances = dict[tuple[str, str], Tolerance]  # (kind, check name) -> tolerance
+
+@dataclasses.dataclass(frozen=True)
+class Envelope:
+    """A tolerance that grows with the training step: ``atol[i]`` and ``rtol[i]`` hold up to
+    step ``at[i]``. Steps between calibrated ones take the next calibrated step's values (the
+    envelope is non-decreasing, so that is the looser side)."""
+
+    at: tuple[int, ...]
+    atol: tuple[float, ...]
+    rtol: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if not (len(self.at) == len(self.atol) == len(self.rtol) > 0) or list(self.at) != sorted(
+            set(self.at)
+        ):
+            raise ValueError(
+                "An envelope needs increasing steps and one atol and rtol per step. "
+                f"Received: at={self.at}, atol={self.atol}, rtol={self.rtol}"
+            )
+        for values in (self.atol, self.rtol):
+            for value in values:
+                Tolerance(value, value)  # the same checks as every tolerance
+            if any(b < a for a, b in itertools.pairwise(values)):
+                raise ValueError(f"An envelope never shrinks. Received: {values}")
+
+    @classmethod
+    def from_profiles(cls, profiles: Mapping[int, ErrorProfile], safety: float) -> Envelope:
+        """The envelope of per-step honest profiles: the running maximum over the steps, each
+        step's tolerance derived from it like any other (:func:`derive`)."""
+        at = sorted(profiles)
+        running = list(itertools.accumulate((profiles[s] for s in at), ErrorProfile.merge))
+        tols = [derive(p, safety) for p in running]
+        return cls(tuple(at), tuple(t.atol for t in tols), tuple(t.rtol for t in tols))
+
+    def over(self, steps: np.ndarray, what: str) -> PerElement:
+        """The tolerance of every element recorded at ``steps``."""
+        steps = np.asarray(steps)
+        if steps.size and int(steps.max()) > self.at[-1]:
+            raise InputError(
+                f"the {what} tolerance is calibrated up to step {self.at[-1]}, but this run "
+                f"reaches step {int(steps.max())}; run `lenet-parity calibrate --epochs N` "
+                "with enough epochs, or train for fewer"
+            )
+        index = np.searchsorted(self.at, steps)  # the first calibrated step >= each step
+        return PerElement(np.asarray(self.atol)[index], np.asarray(self.rtol)[index])
+
+    def as_dict(self) -> dict[str, list[float] | list[int]]:
+        return {"at": list(self.at), "atol": list(self.atol), "rtol": list(self.rtol)}
+
+
+AnyTolerance = Tolerance | Envelope
+Tolerances = dict[tuple[str, str], AnyTolerance]  # (kind, check name) -> tolerance
 
 
 def round_up(value: float, digits: int = 2) -> float:
@@ -73,10 +134,23 @@ def defaults(backend: str, dtype: str) -> Tolerances:
             f"`lenet-parity calibrate` with that backend and dtype"
         ) from None
     return {
-        (kind, name): Tolerance(**tol)
+        (kind, name): Envelope(**{k: tuple(v) for k, v in tol.items()})
+        if "at" in tol
+        else Tolerance(**tol)
         for kind, checks in kinds.items()
         for name, tol in checks.items()
     }
+
+
+def for_pairs(
+    tolerances: Mapping[tuple[str, str], AnyTolerance], keys: Sequence[tuple[str, str]]
+) -> None:
+    """Fail before any work when a check has no calibrated tolerance."""
+    missing = [f"{kind} {name}" for kind, name in keys if (kind, name) not in tolerances]
+    if missing:
+        raise InputError(
+            f"no calibrated tolerance for {', '.join(missing)}; rerun `lenet-parity calibrate`"
+        )
 
 
 def resolve(
@@ -96,8 +170,17 @@ def resolve(
     for arg, values in (("atol", atol or {}), ("rtol", rtol or {})):
         for kind, value in values.items():
             for key in _keys(result, kind):
-                result[key] = Tolerance(**{**vars(result[key]), arg: value})
+                result[key] = _replaced(result[key], arg, value)
     return result
+
+
+def _replaced(tolerance: AnyTolerance, arg: str, value: float) -> AnyTolerance:
+    """``tolerance`` with its ``atol`` or ``rtol`` set to ``value`` (at every step)."""
+    if isinstance(tolerance, Envelope):
+        constant = (value,) * len(tolerance.at)
+        atol, rtol = (constant, tolerance.rtol) if arg == "atol" else (tolerance.atol, constant)
+        return Envelope(tolerance.at, atol, rtol)
+    return dataclasses.replace(tolerance, **{arg: value})
 
 
 def _keys(tolerances: Tolerances, kind: str) -> list[tuple[str, str]]:

@@ -8,6 +8,8 @@ compare/. Everything backend-specific lives in one small module per Keras backen
   recipe.
 - :func:`layer_outputs` — every layer's output for a batch (after its activation).
 - :func:`get_weights` / :func:`set_weights` — the weights as ``"<layer>/<param>"`` arrays.
+- :func:`train_step` / :func:`evaluate` — one compiled train step (the batch's loss and accuracy
+  before the update) and Keras's held-out evaluation.
 - ``backend().gradients(model, x, y)`` — ``(loss, grads keyed "<layer>/<param>", dloss/dinput)``.
 """
 
@@ -15,9 +17,11 @@ from reference.backends import BACKENDS, UnsupportedBackendError, backend
 from reference.model import (
     VARIANTS,
     build_lenet5,
+    evaluate,
     get_weights,
     layer_outputs,
     set_weights,
+    train_step,
 )
 
 __all__ = [
@@ -26,7 +30,9 @@ __all__ = [
     "UnsupportedBackendError",
     "backend",
     "build_lenet5",
+    "evaluate",
     "get_weights",
     "layer_outputs",
     "set_weights",
+    "train_step",
 ]

@@ -102,3 +102,12 @@ def test_error_profile_takes_rtol_from_large_elements_only() -> None:
     assert p.merge(error_profile(b, b)) == p
     with pytest.raises(ValueError, match="honest"):
         error_profile(np.zeros(2), np.zeros(3))
+
+
+def test_a_nan_mismatch_names_its_first_element() -> None:
+    expected = np.array([1.0, 2.0, 3.0, 4.0])
+    actual = expected.copy()
+    actual[2:] = np.nan  # a diverging run: NaN from the third step on
+    c = compare_arrays("training", "step loss", actual, expected, TOL)
+    assert not c.passed and c.first_bad_index == (2,)
+    assert "NaN at different places" in (c.problem or "")

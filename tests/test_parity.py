@@ -15,11 +15,13 @@ from compare.checks import Tolerance
 from compare.cli import main
 from compare.errors import InputError
 from compare.parity import CheckConfig
-from compare.tolerances import SAFETY_FACTOR, derive, load_table
+from compare.tolerances import SAFETY_FACTOR, Envelope, derive, load_table
 
 VARIANTS = sorted(scratch.VARIANTS)
 DTYPES = ["float32", "float64"]
 LAYERS = ["conv1", "pool1", "conv2", "pool2", "flatten", "fc1", "fc2", "output"]
+PARAMS_FORWARD = ["conv1", "conv2", "fc1", "fc2", "output"]
+BIAS_LAST = ["kernel", "bias"]
 PARAMS_BACKWARD = [
     f"{layer}/{p}"
     for layer in ["output", "fc2", "fc1", "conv2", "conv1"]
@@ -42,6 +44,10 @@ def test_checks_come_in_data_flow_order() -> None:
     expected = [("forward", layer) for layer in LAYERS] + [("gradient", "loss")]
     for key in [*PARAMS_BACKWARD, "input"]:
         expected += [("gradient", key), ("finite-difference", key)]
+    # then the training run: the loss per step, every parameter (layer order), held-out metrics
+    expected += [("training", "step loss")]
+    expected += [("training", f"{layer}/{p}") for layer in PARAMS_FORWARD for p in BIAS_LAST]
+    expected += [("training", "held-out loss"), ("training", "held-out accuracy")]
     assert order == expected
 
 
@@ -67,7 +73,7 @@ def test_two_runs_give_identical_verdicts() -> None:
 
 
 def test_tolerance_overrides_and_assert_parity() -> None:
-    verdict = check_parity("keras-docs", "float32", atol={"*": 0.0}, rtol={"*": 0.0})
+    verdict = check_parity("keras-docs", "float32", epochs=0, atol={"*": 0.0}, rtol={"*": 0.0})
     assert not verdict.passed
     assert verdict.first_failure is not None
     assert (verdict.first_failure.kind, verdict.first_failure.name) == ("forward", "conv1")
@@ -75,8 +81,10 @@ def test_tolerance_overrides_and_assert_parity() -> None:
     with pytest.raises(
         AssertionError, match=r"(?s)FAIL: first divergence at forward 'conv1'.*check"
     ):
-        assert_parity("keras-docs", "float32", tolerances={"forward": Tolerance(0.0, 0.0)})
-    loose = check_parity("keras-docs", "float32", atol={"gradient": 1.0})
+        assert_parity(
+            "keras-docs", "float32", epochs=0, tolerances={"forward": Tolerance(0.0, 0.0)}
+        )
+    loose = check_parity("keras-docs", "float32", epochs=0, atol={"gradient": 1.0})
     assert all(c.atol == 1.0 for c in loose.checks if c.kind == "gradient") and loose.passed
     with pytest.raises(InputError, match="unknown check kind"):
         check_parity(atol={"backward": 1.0})
@@ -106,6 +114,15 @@ def test_defaults_are_what_the_recorded_measurements_give() -> None:
     assert len(table["runs"]["tensorflow"]["seeds"]) >= 20
     for dtype, kinds in table["measured"]["tensorflow"].items():
         for kind, checks in kinds.items():
+            if kind == "training":  # envelopes: per-step measurements in columns
+                for name, columns in checks.items():
+                    steps = {
+                        at: _profile({f: columns[f][i] for f in PROFILE_FIELDS})
+                        for i, at in enumerate(columns["at"])
+                    }
+                    envelope = Envelope.from_profiles(steps, SAFETY_FACTOR).as_dict()
+                    assert table["tolerances"]["tensorflow"][dtype][kind][name] == envelope
+                continue
             profiles = {n: _profile(row) for n, row in checks.items()}
             if kind in POOLED_KINDS:
                 pooled = _pool(list(profiles.values()))
@@ -117,7 +134,7 @@ def test_defaults_are_what_the_recorded_measurements_give() -> None:
 
 def test_a_rerun_of_one_calibration_seed_stays_within_the_recorded_measurements() -> None:
     recorded = load_table()["measured"]["tensorflow"]
-    measured = measure([0], ["float32"], ["keras-docs"], batch_size=256)
+    measured, _ = measure([0], ["float32"], ["keras-docs"], batch_size=256)
     for kind, checks in measured["float32"].items():
         for name, profile in checks.items():
             row = recorded["float32"][kind][name]
@@ -154,6 +171,7 @@ def test_check_command_prints_the_table_and_writes_the_schema(
         "environment",
         "checks",
         "first_failure",
+        "training",
         "timing",
     }
     assert verdict["passed"] is True and verdict["first_failure"] is None
@@ -185,7 +203,7 @@ def test_check_command_exits_1_when_parity_fails(
     assert "FAIL: first divergence at forward 'conv1'" in capsys.readouterr().out
     verdict = json.loads(out.read_text())
     assert verdict["passed"] is False
-    assert verdict["first_failure"] == {"kind": "forward", "name": "conv1"}
+    assert verdict["first_failure"] == {"kind": "forward", "name": "conv1", "step": None}
 
 
 def test_check_command_reads_weights_files(tmp_path: Path) -> None:
@@ -209,6 +227,7 @@ def test_no_false_alarm(variant: str, dtype: str, seed: int) -> None:
 
 
 def test_a_wrong_shaped_gradient_is_reported_not_a_crash() -> None:
+    from compare.mutants import Mutant
     from compare.parity import collect, judge
     from compare.tolerances import defaults
 
@@ -223,10 +242,11 @@ def test_a_wrong_shaped_gradient_is_reported_not_a_crash() -> None:
 
         layer._backward = _backward  # type: ignore[method-assign]
 
-    checks = judge(
-        collect(CheckConfig(dtype="float64"), mutant=bias_grad_per_sample),
-        defaults("tensorflow", "float64"),
+    bug = Mutant(
+        "bias-grad-per-sample", "fc1's bias gradient per sample", "fc1", bias_grad_per_sample
     )
+    pairs, _ = collect(CheckConfig(dtype="float64", epochs=0), mutant=bug)
+    checks = judge(pairs, defaults("tensorflow", "float64"))
     failed = [(c.kind, c.name, c.problem) for c in checks if not c.passed]
     assert failed == [
         ("gradient", "fc1/bias", "shape (256,) != expected (120,)"),

@@ -1,0 +1,244 @@
+"""Training-curve parity: both models start from the same weights and train on the identical
+sequence of batches, and every step is recorded on both sides.
+
+The batches come from one seeded shuffle made here (:func:`schedule`) and are fed to both
+sides; neither side shuffles, and neither reports a running mean: after every step each side
+gives the batch's loss and accuracy *before* the update (what a Keras train step reports). At
+the snapshot steps — 1, 10 and every epoch end — every parameter is copied after the update,
+and after every epoch the held-out loss and accuracy are measured.
+
+:class:`Curves` turns the two recordings into the ``training`` pairs of the parity check, each
+element labelled with the step it was recorded at, so that the step-dependent envelope of
+:mod:`compare.tolerances` can judge it and the verdict can say at which step the curves leave
+it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections.abc import Callable, Mapping
+from typing import Final, Protocol
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from compare.checks import Pair, PerElement, Tolerance
+
+SNAPSHOT_STEPS: Final = (1, 10)  # besides every epoch end
+STEP_LOSS: Final = "step loss"
+HELDOUT: Final = ("held-out loss", "held-out accuracy")
+# An accuracy may differ by one digit honestly: a digit whose two largest probabilities tie to
+# within rounding goes either way under any change of summation order. So the held-out
+# accuracy's atol is at least 1.5 digits' worth (one digit passes, two fail) — the measure's
+# resolution, which calibration cannot see when no calibrated run happened to flip a digit.
+ACCURACY_DIGITS_FLOOR: Final = 1.5
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Schedule:
+    """Every step's batch (index arrays into the training set), epochs one after another."""
+
+    batches: list[np.ndarray]
+    steps_per_epoch: int
+    epochs: int
+
+    @property
+    def steps(self) -> int:
+        return len(self.batches)
+
+    def epoch_ends(self) -> list[int]:
+        return [e * self.steps_per_epoch for e in range(1, self.epochs + 1)]
+
+    def snapshot_steps(self) -> list[int]:
+        """The steps after which every parameter is recorded: 1, 10 and every epoch end."""
+        wanted = {s for s in SNAPSHOT_STEPS if s <= self.steps} | set(self.epoch_ends())
+        return sorted(wanted)
+
+
+def schedule(n: int, batch_size: int, epochs: int, seed: int) -> Schedule:
+    """One seeded permutation of the ``n`` training examples per epoch, cut into batches (the
+    last one may be smaller, as in Keras), from ``np.random.default_rng(seed)``."""
+    if n < 1 or batch_size < 1 or epochs < 1:
+        raise ValueError(
+            "A schedule needs n, batch_size and epochs >= 1. "
+            f"Received: n={n}, batch_size={batch_size}, epochs={epochs}"
+        )
+    rng = np.random.default_rng(seed)
+    batches = []
+    for _ in range(epochs):
+        order = rng.permutation(n)
+        batches += [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    return Schedule(batches, steps_per_epoch=-(-n // batch_size), epochs=epochs)
+
+
+class Trainee(Protocol):
+    """One side of the comparison, as the recorder sees it."""
+
+    def step(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        """One optimiser step; the batch's loss and accuracy before the update."""
+        ...
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """Copies of the trainable parameters, keyed ``"<layer>/<param>"``."""
+        ...
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        """Held-out loss and accuracy."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Recording:
+    """What one side did. ``params[key]`` stacks the snapshots: shape ``(S, *param.shape)``
+    for the S snapshot steps of the schedule."""
+
+    step_loss: np.ndarray  # (steps,) float64
+    step_accuracy: np.ndarray  # (steps,) float64
+    params: dict[str, np.ndarray]
+    heldout_loss: np.ndarray  # (epochs,) float64
+    heldout_accuracy: np.ndarray  # (epochs,) float64
+    seconds: float
+
+
+def record(
+    trainee: Trainee,
+    plan: Schedule,
+    x: np.ndarray,
+    y: np.ndarray,
+    heldout: tuple[np.ndarray, np.ndarray],
+    *,
+    label: str,
+) -> Recording:
+    """Train ``trainee`` through ``plan`` and record everything (see the module docstring). A
+    progress bar shows on stderr when stdout is a terminal; CI stays quiet."""
+    started = time.perf_counter()
+    snapshots = set(plan.snapshot_steps())
+    ends = set(plan.epoch_ends())
+    loss, accuracy, heldout_loss, heldout_accuracy = [], [], [], []
+    taken: list[dict[str, np.ndarray]] = []
+    bar = tqdm(
+        total=plan.steps, desc=label, unit="step", leave=False, disable=not sys.stdout.isatty()
+    )
+    with bar:
+        for step, idx in enumerate(plan.batches, start=1):
+            batch_loss, batch_accuracy = trainee.step(x[idx], y[idx])
+            loss.append(batch_loss)
+            accuracy.append(batch_accuracy)
+            if step in snapshots:
+                taken.append(trainee.weights())
+            if step in ends:
+                h_loss, h_acc = trainee.evaluate(*heldout)
+                heldout_loss.append(h_loss)
+                heldout_accuracy.append(h_acc)
+            bar.update()
+    return Recording(
+        step_loss=np.array(loss, dtype=np.float64),
+        step_accuracy=np.array(accuracy, dtype=np.float64),
+        # S snapshots of (*param.shape) -> (S, *param.shape)
+        params={key: np.stack([snap[key] for snap in taken]) for key in taken[0]},
+        heldout_loss=np.array(heldout_loss, dtype=np.float64),
+        heldout_accuracy=np.array(heldout_accuracy, dtype=np.float64),
+        seconds=time.perf_counter() - started,
+    )
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Curves:
+    """The two recordings of one training comparison."""
+
+    plan: Schedule
+    scratch: Recording
+    reference: Recording
+    heldout_size: int
+
+    def pairs(self, envelopes: str | None = None) -> list[Pair]:
+        """The ``training`` pairs: the per-step loss; every parameter at every snapshot step
+        (one check per parameter, its snapshots stacked); the held-out loss and accuracy after
+        every epoch. Every element carries its step. ``envelopes`` names another family of
+        calibrated envelopes than plain SGD's (see :func:`envelope_name`)."""
+        steps = np.arange(1, self.plan.steps + 1)
+        snapshot_steps = np.array(self.plan.snapshot_steps())
+        ends = np.array(self.plan.epoch_ends())
+        ours, theirs = self.scratch, self.reference
+        named = [(STEP_LOSS, ours.step_loss, theirs.step_loss, steps)]
+        for key, stacked in theirs.params.items():
+            # one step per snapshot, broadcast over the parameter's axes: (S, 1, ..., 1)
+            at = snapshot_steps.reshape(-1, *([1] * (stacked.ndim - 1)))
+            named.append((key, ours.params[key], stacked, at))
+        named.append((HELDOUT[0], ours.heldout_loss, theirs.heldout_loss, ends))
+        named.append((HELDOUT[1], ours.heldout_accuracy, theirs.heldout_accuracy, ends))
+        floor = {HELDOUT[1]: ACCURACY_DIGITS_FLOOR / self.heldout_size}
+        return [
+            Pair(
+                "training",
+                name,
+                a,
+                b,
+                at=at,
+                tolerance=envelope_name(name, envelopes),
+                atol_floor=floor.get(name, 0.0),
+            )
+            for name, a, b, at in named
+        ]
+
+    def frame(self, loss_tolerance: Tolerance | PerElement | None = None) -> pd.DataFrame:
+        """One row per step: both sides' loss and accuracy before the update, the absolute
+        loss difference and (given the step-loss tolerance) the envelope it is judged by."""
+        steps = np.arange(1, self.plan.steps + 1)
+        frame = pd.DataFrame(
+            {
+                "step": steps,
+                "epoch": (steps - 1) // self.plan.steps_per_epoch + 1,
+                "scratch_loss": self.scratch.step_loss,
+                "reference_loss": self.reference.step_loss,
+                "abs_diff": np.abs(self.scratch.step_loss - self.reference.step_loss),
+            }
+        )
+        if loss_tolerance is not None:
+            frame["atol"] = np.broadcast_to(loss_tolerance.atol, steps.shape)
+            frame["rtol"] = np.broadcast_to(loss_tolerance.rtol, steps.shape)
+        frame["scratch_accuracy"] = self.scratch.step_accuracy
+        frame["reference_accuracy"] = self.reference.step_accuracy
+        return frame
+
+    def heldout_frame(self) -> pd.DataFrame:
+        """One row per epoch: both sides' held-out loss and accuracy after it."""
+        return pd.DataFrame(
+            {
+                "epoch": np.arange(1, self.plan.epochs + 1),
+                "step": self.plan.epoch_ends(),
+                "scratch_loss": self.scratch.heldout_loss,
+                "reference_loss": self.reference.heldout_loss,
+                "abs_diff": np.abs(self.scratch.heldout_loss - self.reference.heldout_loss),
+                "scratch_accuracy": self.scratch.heldout_accuracy,
+                "reference_accuracy": self.reference.heldout_accuracy,
+            }
+        )
+
+
+def envelope_name(check: str, family: str | None) -> str:
+    """The tolerance-table name of a training check's envelope: the check's own name for plain
+    SGD, ``"<check> [<family>]"`` for another family (``"step loss [momentum]"``)."""
+    return check if family is None else f"{check} [{family}]"
+
+
+# -- the two sides -----------------------------------------------------------------------------
+@dataclasses.dataclass
+class CallableTrainee:
+    """A :class:`Trainee` from three functions (how the parity check wraps each model)."""
+
+    step_fn: Callable[[np.ndarray, np.ndarray], tuple[float, float]]
+    weights_fn: Callable[[], Mapping[str, np.ndarray]]
+    evaluate_fn: Callable[[np.ndarray, np.ndarray], tuple[float, float]]
+
+    def step(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        return self.step_fn(x, y)
+
+    def weights(self) -> dict[str, np.ndarray]:
+        return {k: np.array(v, copy=True) for k, v in self.weights_fn().items()}
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        return self.evaluate_fn(x, y)
