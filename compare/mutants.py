@@ -14,12 +14,13 @@ description says so. The catalogue is listed in that order.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, TypeVar
 
 import numpy as np
 
 import scratch
+from compare.curves import Schedule
 from compare.errors import InputError
 from scratch import windows
 from scratch.layer import Layer
@@ -30,13 +31,38 @@ L = TypeVar("L", bound=Layer)
 
 @dataclasses.dataclass(frozen=True)
 class Mutant:
+    """One deliberate bug. A model bug patches the scratch model (``apply``); a training bug
+    patches the scratch side's optimiser (``optimizer``) or reorders its batches (``batches``:
+    the schedule's batches and the seed in, the batches scratch trains on out). ``settings``
+    are check settings the bug needs in order to show at all (e.g. a momentum)."""
+
     name: str
     description: str
-    layer: str  # the layer the verdict's first failure must name: where the bug first shows
-    apply: Callable[[scratch.Sequential], None]
+    layer: str  # the layer (model bug) or training check (training bug) first failing
+    apply: Callable[[scratch.Sequential], None] | None = None
     variants: tuple[str, ...] = ("keras-docs", "classic")  # where the bug can show
     # Whether the bug is larger than float32 noise, so float32 must catch it too.
     float32: bool = True
+    optimizer: Callable[[scratch.SGD], None] | None = None
+    batches: Callable[[Schedule, int], list[np.ndarray]] | None = None
+    settings: Mapping[str, float | bool] = dataclasses.field(default_factory=dict)
+    step: int | None = None  # a training bug: the training step where it must first show
+
+    @property
+    def trains(self) -> bool:
+        """Whether only training can show this bug."""
+        return self.apply is None
+
+    def check_applicable(self, config: Any) -> None:
+        """Fail early when ``config`` cannot show this bug (no training, or a setting off)."""
+        if self.trains and config.epochs < 1:
+            raise InputError(f"mutant {self.name!r} shows only in training: use --epochs >= 1")
+        for key, value in self.settings.items():
+            if getattr(config, key) != value:
+                raise InputError(
+                    f"mutant {self.name!r} shows only with {key}={value!r}; "
+                    f"received {key}={getattr(config, key)!r}"
+                )
 
 
 CATALOGUE: Final[dict[str, Mutant]] = {}
@@ -63,6 +89,23 @@ def failure_layer(check_name: str) -> str:
     return check_name.split("/")[0]
 
 
+# A training bug's ``layer`` when it changes every parameter's update: the first failure may be
+# any parameter's check (the one whose float noise is smallest relative to the bug shows first).
+ANY_PARAMETER: Final = "any parameter"
+
+
+def localised(mutant: Mutant, first: Any) -> bool:
+    """Whether the first failing check (a :class:`compare.checks.Check` or None) names the bug:
+    the mutated layer for a model bug; for a training bug, the training check (or any
+    parameter's, for :data:`ANY_PARAMETER`) at the step where it must first show."""
+    if first is None:
+        return False
+    if mutant.trains:
+        named = first.name == mutant.layer or (mutant.layer == ANY_PARAMETER and "/" in first.name)
+        return bool(first.kind == "training" and named and first.step == mutant.step)
+    return failure_layer(first.name) == mutant.layer
+
+
 def run_catalogue(
     *,
     variants: Sequence[str],
@@ -71,12 +114,16 @@ def run_catalogue(
     batch_size: int = 256,
     data: str = "bundled",
     names: Sequence[str] | None = None,
+    epochs: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Run the parity check with each mutant on each variant it applies to and each dtype; one
-    result per run: was it caught (the check failed), which check failed first, and is that
-    the mutated layer (``localised``). ``expected_caught`` is False only for a float32 run of a
-    bug smaller than float32 noise."""
+    result per run: was it caught (the check failed), which check failed first, and does it
+    name the bug (``localised``, :func:`localised`). ``expected_caught`` is False only for a
+    float32 run of a bug smaller than float32 noise.
+
+    ``epochs=None`` trains only where the bug needs it: model bugs run without training (their
+    first failure comes before it), training bugs with one epoch and their ``settings``."""
     from compare.parity import check_parity
 
     selected = [get(n) for n in names] if names is not None else list(CATALOGUE.values())
@@ -91,7 +138,9 @@ def run_catalogue(
                     seed=seed,
                     batch_size=batch_size,
                     data=data,
+                    epochs=int(mutant.trains) if epochs is None else epochs,
                     mutant=mutant.name,
+                    **mutant.settings,  # type: ignore[arg-type]
                 )
                 first = verdict.first_failure
                 result = {
@@ -104,12 +153,14 @@ def run_catalogue(
                     "caught": not verdict.passed,
                     "first_failure": None
                     if first is None
-                    else {"kind": first.kind, "name": first.name},
-                    "localised": first is not None and failure_layer(first.name) == mutant.layer,
+                    else {"kind": first.kind, "name": first.name, "step": first.step},
+                    "localised": localised(mutant, first),
                 }
                 results.append(result)
                 if progress is not None:
                     where = "-" if first is None else f"{first.kind} {first.name}"
+                    if first is not None and first.step is not None:
+                        where += f" @{first.step}"
                     progress(
                         f"{mutant.name:<{width}} {variant:<10} {dtype:<7} "
                         f"caught={'yes' if result['caught'] else 'NO':<3} first={where:<32} "
@@ -447,5 +498,141 @@ register(
         "dz.reshape(-1, filters).sum(axis=0); same shape, wrong values",
         layer="conv1",
         apply=_conv_bias_grad_channels_first,
+    )
+)
+
+
+# -- training bugs: forward and gradients are right, the learning is not ---------------------
+def _learning_rate_twice(optimizer: scratch.SGD) -> None:
+    correct = optimizer.apply
+    lr = optimizer.learning_rate
+
+    def apply(params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
+        # the gradient arrives already scaled by lr (as a layer's backward "helpfully" did)
+        correct(params, {k: g * g.dtype.type(lr) for k, g in grads.items()})
+
+    _patch(optimizer, "apply", apply)
+
+
+register(
+    Mutant(
+        name="learning-rate-applied-twice",
+        description="the learning rate applied twice: the gradients reach SGD already scaled by "
+        "lr, which scales them again (w -= lr * (lr * g)); shows in the parameters after the "
+        "first update",
+        layer=ANY_PARAMETER,
+        step=1,
+        optimizer=_learning_rate_twice,
+    )
+)
+
+
+def _learning_rate_off_by_one_percent(optimizer: scratch.SGD) -> None:
+    _patch(optimizer, "learning_rate", optimizer.learning_rate * 1.01)
+
+
+register(
+    Mutant(
+        name="learning-rate-times-1.01",
+        description="the learning rate 1% too large (0.0505 for 0.05, a typo or a rounded "
+        "constant); shows in the parameters after the first update",
+        layer=ANY_PARAMETER,
+        step=1,
+        optimizer=_learning_rate_off_by_one_percent,
+    )
+)
+
+
+def _skip_biases(optimizer: scratch.SGD) -> None:
+    correct = optimizer.apply
+
+    def apply(params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
+        # only the kernels are "the weights": the biases keep their initial zeros
+        kernels = [k for k in params if k.endswith("/kernel")]
+        correct({k: params[k] for k in kernels}, {k: grads[k] for k in kernels})
+
+    _patch(optimizer, "apply", apply)
+
+
+register(
+    Mutant(
+        name="optimizer-skips-biases",
+        description="SGD updates the kernels only (a loop over the 'weights' that forgets the "
+        "biases); the biases stay at their initial values",
+        layer="conv1/bias",
+        step=1,
+        optimizer=_skip_biases,
+    )
+)
+
+
+def _dampened_momentum(optimizer: scratch.SGD) -> None:
+    mu, lr = optimizer.momentum, optimizer.learning_rate
+
+    def apply(params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
+        for key, w in params.items():
+            g = grads[key]
+            v = optimizer.momentums.setdefault(key, np.zeros_like(w))
+            # an exponential moving average of the gradients (Adam's first moment, TF1-style
+            # dampening) where Keras accumulates: m = mu * m - lr * g; w += m
+            v[...] = v * w.dtype.type(mu) + g * w.dtype.type(1 - mu)
+            w -= v * w.dtype.type(lr)
+        optimizer.iterations += 1
+
+    _patch(optimizer, "apply", apply)
+
+
+register(
+    Mutant(
+        name="momentum-as-moving-average",
+        description="momentum accumulated as a moving average, v = mu * v + (1 - mu) * g, "
+        "w -= lr * v, instead of Keras's m = mu * m - lr * g, w += m (PyTorch's own form, "
+        "v = mu * v + g, w -= lr * v, is the same as Keras's at a constant learning rate and "
+        "is not a bug here); needs --momentum 0.9",
+        layer=ANY_PARAMETER,
+        step=1,
+        optimizer=_dampened_momentum,
+        settings={"momentum": 0.9},
+    )
+)
+
+
+def _nesterov_ignored(optimizer: scratch.SGD) -> None:
+    _patch(optimizer, "nesterov", False)
+
+
+register(
+    Mutant(
+        name="nesterov-ignored",
+        description="nesterov=True accepted but plain momentum applied (w += m instead of "
+        "w += mu * m - lr * g: the first update is already (1 + mu) times too small); needs "
+        "--momentum 0.9 --nesterov",
+        layer=ANY_PARAMETER,
+        step=1,
+        optimizer=_nesterov_ignored,
+        settings={"momentum": 0.9, "nesterov": True},
+    )
+)
+
+
+def _legacy_shuffle(plan: Schedule, seed: int) -> list[np.ndarray]:
+    n = sum(len(b) for b in plan.batches[: plan.steps_per_epoch])
+    size = len(plan.batches[0])
+    rng = np.random.RandomState(seed)  # the legacy generator: same seed, another order
+    batches = []
+    for _ in range(plan.epochs):
+        order = rng.permutation(n)
+        batches += [order[i : i + size] for i in range(0, n, size)]
+    return batches
+
+
+register(
+    Mutant(
+        name="shuffle-differs",
+        description="scratch shuffles the training set itself, with the same seed but NumPy's "
+        "legacy RandomState, so it sees other batches than Keras from the first step on",
+        layer="step loss",
+        step=1,
+        batches=_legacy_shuffle,
     )
 )

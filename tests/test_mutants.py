@@ -3,7 +3,9 @@ failing check names the layer the bug is in; each mutant patches only its own mo
 
 The default run covers keras-docs in both dtypes (float32 where the bug is larger than float32
 noise) and the classic-only mutants on classic; ``-m parity`` runs the whole grid: both
-variants, both dtypes and several seeds.
+variants, both dtypes and several seeds. Model bugs run without training (their first failure
+comes before it); training bugs (the optimiser, the batch order) train one epoch and must be
+named by the exact training check where they first show.
 """
 
 from __future__ import annotations
@@ -14,13 +16,19 @@ import numpy as np
 import pytest
 
 import scratch
-from compare import mutants
+from compare import curves, mutants
 from compare.cli import main
 from compare.data import load_data
 from compare.parity import check_parity
 
 VARIANTS = sorted(scratch.VARIANTS)
 LAYERS = {"loss", "input", *(layer.name for layer in scratch.build_lenet5().layers)}
+TRAINING_CHECKS = {
+    curves.STEP_LOSS,
+    *curves.HELDOUT,
+    *scratch.build_lenet5().params,  # the parameters after each snapshot step
+    mutants.ANY_PARAMETER,
+}
 PARITY_SEEDS = (0, 1, 2)
 
 
@@ -54,12 +62,19 @@ GRID_CASES = [
 
 def _assert_caught_and_localised(name: str, variant: str, dtype: str, seed: int) -> None:
     mutant = mutants.get(name)
-    verdict = check_parity(variant, dtype, seed=seed, mutant=name)
+    verdict = check_parity(
+        variant,
+        dtype,
+        seed=seed,
+        mutant=name,
+        epochs=int(mutant.trains),
+        **mutant.settings,  # type: ignore[arg-type]
+    )
     first = verdict.first_failure
     assert not verdict.passed, f"{name} escaped: {verdict.summary()}"
     assert first is not None
-    assert mutants.failure_layer(first.name) == mutant.layer, (
-        f"{name}: first failure at {first.kind} {first.name!r}, expected layer "
+    assert mutants.localised(mutant, first), (
+        f"{name}: first failure at {first.kind} {first.name!r} (step {first.step}), expected "
         f"{mutant.layer!r}\n{verdict.table()}"
     )
 
@@ -70,7 +85,9 @@ def test_catalogue_has_at_least_ten_well_formed_mutants() -> None:
     for name, mutant in mutants.CATALOGUE.items():
         assert name == mutant.name
         assert re.fullmatch(r"[a-z0-9.]+(-[a-z0-9.]+)*", name), name
-        assert mutant.layer in LAYERS, (name, mutant.layer)
+        assert mutant.layer in (TRAINING_CHECKS if mutant.trains else LAYERS), (name, mutant.layer)
+        assert (mutant.step is not None) == mutant.trains, name
+        assert mutant.trains == (mutant.optimizer is not None or mutant.batches is not None)
         assert mutant.variants, name
         assert set(mutant.variants) <= set(VARIANTS), (name, mutant.variants)
         assert mutant.description.strip(), name
@@ -99,7 +116,7 @@ def _run(model: scratch.Sequential, x: np.ndarray, y: np.ndarray) -> list[np.nda
 
 @pytest.mark.parametrize(
     ("name", "variant"),
-    [(m.name, _default_variants(m)[0]) for m in mutants.CATALOGUE.values()],
+    [(m.name, _default_variants(m)[0]) for m in mutants.CATALOGUE.values() if not m.trains],
 )
 def test_mutant_patches_only_its_instance(name: str, variant: str) -> None:
     data = load_data("bundled", seed=0, dtype="float64")
@@ -107,7 +124,9 @@ def test_mutant_patches_only_its_instance(name: str, variant: str) -> None:
     clean = _run(scratch.build_lenet5(variant, dtype="float64"), x, y)
 
     mutated = scratch.build_lenet5(variant, dtype="float64")
-    mutants.get(name).apply(mutated)
+    apply = mutants.get(name).apply
+    assert apply is not None
+    apply(mutated)
     wrong = _run(mutated, x, y)
     assert any(not np.array_equal(a, b) for a, b in zip(wrong, clean, strict=True)), (
         f"{name} changed nothing"
@@ -116,6 +135,35 @@ def test_mutant_patches_only_its_instance(name: str, variant: str) -> None:
     after = _run(scratch.build_lenet5(variant, dtype="float64"), x, y)
     for got, expected in zip(after, clean, strict=True):
         np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize(
+    "name", [m.name for m in mutants.CATALOGUE.values() if m.optimizer is not None]
+)
+def test_optimizer_mutant_patches_only_its_instance(name: str) -> None:
+    mutant = mutants.get(name)
+    momentum, nesterov = (
+        float(mutant.settings.get("momentum", 0.0)),
+        bool(mutant.settings.get("nesterov", False)),
+    )
+    rng = np.random.default_rng(0)
+    grads = [{"d/kernel": rng.normal(size=(3, 2)), "d/bias": rng.normal(size=2)} for _ in range(2)]
+
+    def two_steps(optimizer: scratch.SGD) -> dict[str, np.ndarray]:
+        params = {"d/kernel": np.ones((3, 2)), "d/bias": np.ones(2)}
+        for g in grads:
+            optimizer.apply(params, g)
+        return params
+
+    clean = two_steps(scratch.SGD(0.05, momentum, nesterov))
+    mutated = scratch.SGD(0.05, momentum, nesterov)
+    assert mutant.optimizer is not None
+    mutant.optimizer(mutated)
+    wrong = two_steps(mutated)
+    assert any(not np.array_equal(wrong[k], clean[k]) for k in clean), f"{name} changed nothing"
+    after = two_steps(scratch.SGD(0.05, momentum, nesterov))
+    for key, value in clean.items():
+        np.testing.assert_array_equal(after[key], value)
 
 
 # -- the parity check catches and localises each one -------------------------------------------
