@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
@@ -31,8 +31,12 @@ from compare.errors import InputError
 from compare.tolerances import SAFETY_FACTOR
 from compare.weights import atomic_output
 
+if TYPE_CHECKING:
+    from compare.parity import Verdict
+
 PROG = "lenet-parity"
 DEFAULT_CALIBRATION_OUT = Path("reports/tolerances.json")
+DEFAULT_REPORT_OUT = Path("reports/latest")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -110,6 +114,52 @@ def _add_setup_options(parser: argparse.ArgumentParser, *, many: bool) -> None:
     )
 
 
+def _add_check_options(parser: argparse.ArgumentParser) -> None:
+    """The check's own options (shared by ``check`` and ``report``)."""
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        metavar="FILE",
+        help="weights to load into both models (.npz, .weights.h5 or .keras); default: a fresh "
+        "initialisation from --seed",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=_int_at_least(0),
+        default=1,
+        help="epochs of side-by-side training on identical batches after the layer checks "
+        "(default 1; 0: none)",
+    )
+    parser.add_argument(
+        "--momentum",
+        type=_finite_float,
+        default=0.0,
+        help="SGD momentum on both sides, Keras's form (default 0)",
+    )
+    parser.add_argument("--nesterov", action="store_true", help="Nesterov momentum on both sides")
+    parser.add_argument(
+        "--atol",
+        type=_tolerance_value,
+        action="append",
+        default=[],
+        metavar="[KIND=]VALUE",
+        help=f"override the calibrated absolute tolerance (of one kind: {', '.join(KINDS)})",
+    )
+    parser.add_argument(
+        "--rtol",
+        type=_tolerance_value,
+        action="append",
+        default=[],
+        metavar="[KIND=]VALUE",
+        help="override the calibrated relative tolerance, like --atol",
+    )
+    parser.add_argument(
+        "--mutant",
+        metavar="NAME",
+        help="apply a built-in deliberate bug to the scratch side (see `lenet-parity mutants`)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
@@ -125,40 +175,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare scratch with Keras layer by layer: outputs, loss, gradients",
         description="Load one set of weights into the scratch and the Keras LeNet-5, run one "
         "batch of real digits through both, and compare every layer's output, the loss, every "
-        "gradient and dloss/dinput (plus float64 finite differences of the scratch gradients). "
+        "gradient and dloss/dinput (plus float64 finite differences of the scratch gradients); "
+        "then train both side by side on identical batches and compare the per-step loss, the "
+        "parameters and the held-out metrics. "
         "Exit 0: parity holds; 1: it fails; 2: bad input or usage.",
     )
     _add_setup_options(check, many=False)
-    check.add_argument(
-        "--weights",
-        type=Path,
-        metavar="FILE",
-        help="weights to load into both models (.npz, .weights.h5 or .keras); default: a fresh "
-        "initialisation from --seed",
-    )
-    check.add_argument(
-        "--atol",
-        type=_tolerance_value,
-        action="append",
-        default=[],
-        metavar="[KIND=]VALUE",
-        help=f"override the calibrated absolute tolerance (of one kind: {', '.join(KINDS)})",
-    )
-    check.add_argument(
-        "--rtol",
-        type=_tolerance_value,
-        action="append",
-        default=[],
-        metavar="[KIND=]VALUE",
-        help="override the calibrated relative tolerance, like --atol",
-    )
-    check.add_argument(
-        "--mutant",
-        metavar="NAME",
-        help="apply a built-in deliberate bug to the scratch model (see `lenet-parity mutants`)",
-    )
+    _add_check_options(check)
     check.add_argument("--json", type=Path, metavar="FILE", help="also write the verdict here")
     check.set_defaults(run=run_check)
+
+    report = commands.add_parser(
+        "report",
+        help="run the check and write the comparison report (Markdown, HTML, CSV, JSON, plots)",
+        description="Run the parity check (same options as `check`) and write report.md, "
+        "index.html, checks.csv, curves.csv, verdict.json and PNG plots into --out, atomically; "
+        "the report already there moves to previous/ beside it. "
+        "Exit 0: parity holds; 1: it fails; 2: bad input or usage.",
+    )
+    _add_setup_options(report, many=False)
+    _add_check_options(report)
+    report.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_REPORT_OUT,
+        metavar="DIR",
+        help=f"the report folder (default {DEFAULT_REPORT_OUT}; its parent must exist unless "
+        "it is the default)",
+    )
+    report.set_defaults(run=run_report)
 
     mutants = commands.add_parser(
         "mutants",
@@ -171,6 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     mutants.add_argument("--seed", type=_int_at_least(0), default=0, help="weights and split")
     mutants.add_argument(
         "--only", action="append", metavar="NAME", help="run only this mutant (repeatable)"
+    )
+    mutants.add_argument(
+        "--epochs",
+        type=_int_at_least(0),
+        help="epochs of training in every run (default: none for model bugs, whose first "
+        "failure comes before training; 1 for training bugs)",
     )
     mutants.add_argument("--json", type=Path, metavar="FILE", help="also write the results here")
     mutants.set_defaults(run=run_mutants)
@@ -186,6 +237,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_setup_options(calibrate, many=True)
     calibrate.add_argument(
         "--seeds", type=_int_at_least(1), default=20, help="seeds 0..N-1 (default 20)"
+    )
+    calibrate.add_argument(
+        "--epochs",
+        type=_int_at_least(0),
+        default=5,
+        help="epochs of side-by-side training per run: the training envelopes reach the last "
+        "step of these (default 5)",
+    )
+    calibrate.add_argument(
+        "--momentum-epochs",
+        type=_int_at_least(0),
+        default=1,
+        help="epochs per run with SGD momentum 0.9 (Nesterov on odd seeds) for the momentum "
+        "envelopes (default 1)",
     )
     calibrate.add_argument(
         "--safety-factor",
@@ -238,8 +303,8 @@ def _writable(path: Path | None, flag: str) -> None:
         raise InputError(f"{flag}: folder {path.parent} does not exist")
 
 
-def run_check(args: argparse.Namespace) -> int:
-    _writable(args.json, "--json")
+def _run_verdict(args: argparse.Namespace) -> Verdict:
+    """The check the options describe; prints its table and verdict line."""
     from compare.parity import check_parity
 
     verdict = check_parity(
@@ -249,15 +314,35 @@ def run_check(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         data=args.data,
         weights=args.weights,
+        epochs=args.epochs,
+        momentum=args.momentum,
+        nesterov=args.nesterov,
         atol=dict(args.atol),
         rtol=dict(args.rtol),
         mutant=args.mutant,
     )
     print(verdict.table())
     print(verdict.summary())
+    return verdict
+
+
+def run_check(args: argparse.Namespace) -> int:
+    _writable(args.json, "--json")
+    verdict = _run_verdict(args)
     if args.json is not None:
         write_text_atomic(args.json, json.dumps(verdict.as_dict(), indent=2) + "\n")
         print(f"wrote {args.json}")
+    return 0 if verdict.passed else 1
+
+
+def run_report(args: argparse.Namespace) -> int:
+    if args.out == DEFAULT_REPORT_OUT:
+        args.out.parent.mkdir(exist_ok=True)
+    _writable(args.out, "--out")
+    from compare.report import write_report
+
+    verdict = _run_verdict(args)
+    print(f"wrote {write_report(verdict, args.out)}")
     return 0 if verdict.passed else 1
 
 
@@ -272,6 +357,7 @@ def run_mutants(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         data=args.data,
         names=args.only,
+        epochs=args.epochs,
         progress=lambda line: print(line, flush=True),
     )
     ok = all(r["caught"] and r["localised"] for r in results if r["expected_caught"])
@@ -298,6 +384,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
         args.dtype or ["float32", "float64"],
         args.variant or sorted(scratch.VARIANTS),
         batch_size=args.batch_size,
+        epochs=args.epochs,
+        momentum_epochs=args.momentum_epochs,
         data=args.data,
         safety_factor=args.safety_factor,
         previous=read_previous(args.out),
@@ -307,13 +395,21 @@ def run_calibrate(args: argparse.Namespace) -> int:
         for dtype, kinds in dtypes.items():
             for kind, checks in kinds.items():
                 for name, tol in checks.items():
-                    print(
-                        f"{backend:<11} {dtype:<8} {kind:<18} {name:<14} "
-                        f"atol {tol['atol']:.1e}  rtol {tol['rtol']:.1e}"
-                    )
+                    print(f"{backend:<11} {dtype:<8} {kind:<18} {name:<17} {_describe(tol)}")
     write_text_atomic(args.out, json.dumps(table, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0
+
+
+def _describe(tolerance: dict[str, Any]) -> str:
+    """One tolerance entry of the table on one line; an envelope by its first and last step."""
+    if "at" not in tolerance:
+        return f"atol {tolerance['atol']:.1e}  rtol {tolerance['rtol']:.1e}"
+    at, atol, rtol = tolerance["at"], tolerance["atol"], tolerance["rtol"]
+    return (
+        f"atol {atol[0]:.1e}..{atol[-1]:.1e}  rtol {rtol[0]:.1e}..{rtol[-1]:.1e}  "
+        f"(steps {at[0]}..{at[-1]})"
+    )
 
 
 def run_train(args: argparse.Namespace) -> int:

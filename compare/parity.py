@@ -215,7 +215,7 @@ class Verdict:
                 f"{list(first.worst_index or ())} against atol {_sci(first.atol)}, rtol "
                 f"{_sci(first.rtol)}: {first.problem}"
             )
-        when = "" if first.step is None else f" at training step {first.step}"
+        when = "" if first.step is None else f" at step {first.step}"
         return (
             f"FAIL: first divergence at {first.kind} {first.name!r}{when} ({detail}); "
             f"{n_failed} of {len(self.checks)} checks fail ({setup})"

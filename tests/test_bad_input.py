@@ -105,6 +105,17 @@ CASES: list[tuple[str, str, Callable[[Path], None] | None, list[str], str]] = [
     ("wrong-shape-data", "digits.npz", wrong_shape_data, ["--data", "FILE"], "28"),
     ("data-without-arrays", "digits.npz", zip_without_arrays, ["--data", "FILE"], "digits.npz"),
     ("json-folder-missing", "", None, ["--json", "no/such/folder/v.json"], "does not exist"),
+    ("nesterov-without-momentum", "", None, ["--nesterov"], "nesterov needs a momentum"),
+    ("momentum-out-of-range", "", None, ["--momentum", "1.5"], "momentum must be"),
+    ("negative-epochs", "", None, ["--epochs", "-1"], "--epochs"),
+    ("beyond-the-envelope", "", None, ["--epochs", "6"], "calibrated up to step 160"),
+    (
+        "training-mutant-no-training",
+        "",
+        None,
+        ["--epochs", "0", "--mutant", "shuffle-differs"],
+        "only in training",
+    ),
 ]
 
 
@@ -150,3 +161,11 @@ def test_the_console_script_prints_no_traceback(tmp_path: Path) -> None:
     lines = [line for line in run.stderr.splitlines() if line.startswith("lenet-parity")]
     assert lines == [run.stderr.strip().splitlines()[-1]] and "object array" in lines[0]
     assert "Traceback" not in run.stderr
+
+
+def test_a_report_into_a_missing_folder_exits_2_and_keeps_the_old_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["report", "--out", str(tmp_path / "no" / "such" / "latest")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not exist" in err, err

@@ -205,7 +205,7 @@ def test_a_training_failure_is_placed_in_time() -> None:
         "conv1/bias",
         1,
     )
-    assert "at training step 1" in verdict.summary()
+    assert "first divergence at training 'conv1/bias' at step 1 (" in verdict.summary()
     loss = next(c for c in verdict.checks if c.name == curves.STEP_LOSS)
     assert loss.step == 2 and verdict.first_step_outside() == 2
 
