@@ -16,7 +16,6 @@ NAME = "tensorflow"
 LOSS_PATH = "logits"
 
 
-
 def effective_momentum(momentum: float) -> float:
     """The momentum Keras's SGD actually applies on this backend. keras/src/optimizers/sgd.py
     computes ``ops.cast(self.momentum, variable.dtype)`` from the Python float; TensorFlow turns
