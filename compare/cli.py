@@ -189,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
         "report",
         help="run the check and write the comparison report (Markdown, HTML, CSV, JSON, plots)",
         description="Run the parity check (same options as `check`) and write report.md, "
-        "index.html, checks.csv, curves.csv, verdict.json and PNG plots into --out, atomically; "
+        "index.html, checks.csv, verdict.json, PNG plots and (when it trained) curves.csv into "
+        "--out, atomically; "
         "the report already there moves to previous/ beside it. "
         "Exit 0: parity holds; 1: it fails; 2: bad input or usage.",
     )

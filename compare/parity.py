@@ -177,7 +177,8 @@ class Verdict:
         }
 
     def frame(self) -> pd.DataFrame:
-        """One row per check, in data-flow order."""
+        """One row per check, in data-flow order; ``step``: a failing training check's first
+        step outside its tolerance."""
         return pd.DataFrame(
             {
                 "check": [c.name for c in self.checks],
@@ -186,6 +187,7 @@ class Verdict:
                 "max rel": [_sci(c.max_rel_err) for c in self.checks],
                 "atol": [_sci(c.atol) for c in self.checks],
                 "rtol": [_sci(c.rtol) for c in self.checks],
+                "step": ["-" if c.step is None else str(c.step) for c in self.checks],
                 "result": [_result(c) for c in self.checks],
             }
         )
