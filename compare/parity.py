@@ -306,12 +306,6 @@ def dataset(config: CheckConfig) -> Dataset:
     return data
 
 
-def batch(config: CheckConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``batch_size`` training digits of the seeded split, and their one-hot labels."""
-    data = dataset(config)
-    return data.x_train[: config.batch_size], data.y_train[: config.batch_size]
-
-
 # -- collecting the pairs --------------------------------------------------------------------
 def collect(
     config: CheckConfig,
