@@ -23,7 +23,7 @@ from compare import tolerances as tolerance_table
 from compare.checks import ErrorProfile, Pair, error_profile
 from compare.environment import describe
 from compare.errors import InputError
-from compare.parity import CheckConfig, collect, reference_backend
+from compare.parity import CheckConfig, check_backend_dtype, collect, reference_backend
 
 PROFILE_FIELDS = ("max_abs", "max_rel", "max_rel_large")
 K = TypeVar("K", str, int)
@@ -55,6 +55,7 @@ def measure(
     measured: Profiles = {}
     per_step: StepProfiles = {}
     for dtype in dtypes:
+        check_backend_dtype(backend, dtype)
         for variant in variants:
             for seed in seeds:
                 runs = [CheckConfig(variant, dtype, seed, batch_size, data, epochs=epochs)]

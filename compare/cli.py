@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import numpy as np
 
 import scratch
-from compare import __version__
+from compare import __version__, keras_backends
 from compare.checks import KINDS
 from compare.data import load_data
 from compare.errors import InputError
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 PROG = "lenet-parity"
 DEFAULT_CALIBRATION_OUT = Path("reports/tolerances.json")
 DEFAULT_REPORT_OUT = Path("reports/latest")
+DEFAULT_MATRIX_OUT = Path("reports/matrix")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -114,6 +115,17 @@ def _add_setup_options(parser: argparse.ArgumentParser, *, many: bool) -> None:
     )
 
 
+def _add_backend_option(parser: argparse.ArgumentParser) -> None:
+    """--backend: the Keras backend of the reference (one per process: Keras fixes it at
+    import)."""
+    parser.add_argument(
+        "--backend",
+        choices=keras_backends.BACKENDS,
+        help="the Keras backend the reference runs on (default: $KERAS_BACKEND, else "
+        "tensorflow); the scratch loss path follows it",
+    )
+
+
 def _add_check_options(parser: argparse.ArgumentParser) -> None:
     """The check's own options (shared by ``check`` and ``report``)."""
     parser.add_argument(
@@ -180,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         "parameters and the held-out metrics. "
         "Exit 0: parity holds; 1: it fails; 2: bad input or usage.",
     )
+    _add_backend_option(check)
     _add_setup_options(check, many=False)
     _add_check_options(check)
     check.add_argument("--json", type=Path, metavar="FILE", help="also write the verdict here")
@@ -194,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the report already there moves to previous/ beside it. "
         "Exit 0: parity holds; 1: it fails; 2: bad input or usage.",
     )
+    _add_backend_option(report)
     _add_setup_options(report, many=False)
     _add_check_options(report)
     report.add_argument(
@@ -213,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the parity check. Exit 0 when every mutant is caught (the check fails) and the first "
         "failing check names the mutated layer; 1 otherwise.",
     )
+    _add_backend_option(mutants)
     _add_setup_options(mutants, many=True)
     mutants.add_argument("--seed", type=_int_at_least(0), default=0, help="weights and split")
     mutants.add_argument(
@@ -227,6 +242,54 @@ def build_parser() -> argparse.ArgumentParser:
     mutants.add_argument("--json", type=Path, metavar="FILE", help="also write the results here")
     mutants.set_defaults(run=run_mutants)
 
+    matrix = commands.add_parser(
+        "matrix",
+        help="the check on every installed Keras backend, and the backends against each other",
+        description="Run the parity check on every Keras backend (each in its own process) "
+        "and compare scratch with each backend and every backend with every other, forward, "
+        "gradient and training; write one report (Markdown, HTML table and heatmap, CSV, JSON) "
+        "into --out, atomically. Exit 0: everything agrees; 1: something disagrees; 2: bad "
+        "input or usage.",
+    )
+    matrix.add_argument(
+        "--backends",
+        action="append",
+        metavar="NAME[,NAME...]",
+        help=f"backends to run ({', '.join(keras_backends.BACKENDS)}; repeatable or "
+        "comma-separated); default: every installed one",
+    )
+    matrix.add_argument(
+        "--variant",
+        action="append",
+        choices=sorted(scratch.VARIANTS),
+        help="repeatable; default: keras-docs",
+    )
+    matrix.add_argument(
+        "--dtype", action="append", choices=("float32", "float64"), help="repeatable; default: both"
+    )
+    matrix.add_argument("--seed", type=_int_at_least(0), default=0, help="weights and split")
+    matrix.add_argument(
+        "--batch-size", type=_int_at_least(1), default=256, help="digits in the compared batch"
+    )
+    matrix.add_argument(
+        "--data", default="bundled", metavar="bundled|keras|synthetic|PATH", help=DATA_HELP
+    )
+    matrix.add_argument(
+        "--epochs",
+        type=_int_at_least(0),
+        default=1,
+        help="epochs of side-by-side training in every check (default 1; 0: none)",
+    )
+    matrix.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_MATRIX_OUT,
+        metavar="DIR",
+        help=f"the report folder (default {DEFAULT_MATRIX_OUT}; the one there moves to "
+        "<DIR>-previous)",
+    )
+    matrix.set_defaults(run=run_matrix)
+
     calibrate = commands.add_parser(
         "calibrate",
         help="measure honest float disagreement over many seeds and write the tolerance table",
@@ -235,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
         "defaults live in compare/tolerances.json: refresh them with --out "
         "compare/tolerances.json).",
     )
+    _add_backend_option(calibrate)
     _add_setup_options(calibrate, many=True)
     calibrate.add_argument(
         "--seeds", type=_int_at_least(1), default=20, help="seeds 0..N-1 (default 20)"
@@ -372,6 +436,28 @@ def run_mutants(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def run_matrix(args: argparse.Namespace) -> int:
+    if args.out == DEFAULT_MATRIX_OUT:
+        args.out.parent.mkdir(exist_ok=True)
+    _writable(args.out, "--out")
+    from compare.matrix import MatrixConfig, run_matrix, write_matrix
+
+    config = MatrixConfig(
+        backends=tuple(keras_backends.parse_list(args.backends)),
+        variants=tuple(dict.fromkeys(args.variant or ["keras-docs"])),
+        dtypes=tuple(dict.fromkeys(args.dtype or ["float32", "float64"])),
+        seed=args.seed,
+        batch_size=args.batch_size,
+        data=args.data,
+        epochs=args.epochs,
+    )
+    matrix = run_matrix(config, progress=lambda line: print(line, flush=True))
+    print(matrix.frame().to_string(index=False))
+    print(matrix.summary())
+    print(f"wrote {write_matrix(matrix, args.out)}")
+    return 0 if matrix.passed else 1
+
+
 def run_calibrate(args: argparse.Namespace) -> int:
     if args.out == DEFAULT_CALIBRATION_OUT:
         args.out.parent.mkdir(exist_ok=True)
@@ -493,6 +579,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help / --version (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else 2
     try:
+        if "backend" in args:  # before anything imports Keras
+            args.backend = keras_backends.choose(args.backend)
         code: int = args.run(args)
     except InputError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)

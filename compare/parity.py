@@ -98,6 +98,9 @@ class Verdict:
     tolerances: tolerance_table.Tolerances
     seconds: float
     curves: training.Curves | None = None
+    # The compared arrays themselves (not in the JSON): the cross-backend matrix compares the
+    # Keras sides of two verdicts.
+    pairs: list[Pair] = dataclasses.field(default_factory=list, repr=False)
 
     @property
     def first_failure(self) -> Check | None:
@@ -263,6 +266,15 @@ def reference_backend() -> ModuleType:
     try:
         return reference.backend()
     except reference.UnsupportedBackendError as exc:
+        raise InputError(str(exc)) from None
+
+
+def check_backend_dtype(backend: ModuleType, dtype: str) -> None:
+    """Fail with a one-line error when ``backend`` cannot compute in ``dtype`` as configured
+    (float64 on JAX without ``JAX_ENABLE_X64=1``)."""
+    try:
+        backend.check_dtype(dtype)
+    except RuntimeError as exc:
         raise InputError(str(exc)) from None
 
 
@@ -554,6 +566,7 @@ def check_parity(
     if bug is not None:
         bug.check_applicable(config)
     backend = reference_backend()
+    check_backend_dtype(backend, dtype)
     backend.configure_determinism(seed)
     tols = tolerance_table.resolve(backend.NAME, dtype, tolerances, atol=atol, rtol=rtol)
     pairs, curves = collect(config, mutant=bug, backend=backend, tolerances=tols)
@@ -566,6 +579,7 @@ def check_parity(
         tolerances=tols,
         seconds=time.perf_counter() - started,
         curves=curves,
+        pairs=pairs,
     )
 
 

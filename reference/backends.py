@@ -8,6 +8,9 @@ small module here with the same interface:
   (TensorFlow: from the softmax's logits, unclipped) or ``"probabilities"`` (clipped to
   [1e-7, 1 − 1e-7]); the scratch model mirrors it.
 - ``configure_determinism(seed)``: seeds and deterministic ops.
+- ``check_dtype(dtype)``: raises when the backend cannot compute in ``dtype`` as configured
+  (float64 on JAX without ``JAX_ENABLE_X64=1``).
+- ``effective_momentum(momentum)``: the momentum Keras's SGD really applies on this backend.
 - ``gradients(model, x, y) -> (loss, grads keyed "<layer>/<param>", dloss/dinput)``.
 - ``versions() -> dict``: the backend's package versions; ``numeric_flags() -> dict``: settings
   that change its numerics.
@@ -21,7 +24,7 @@ from types import ModuleType
 import keras
 
 BACKENDS = ("tensorflow", "jax", "torch")
-_SUPPORTED = ("tensorflow",)
+_SUPPORTED = BACKENDS
 
 
 class UnsupportedBackendError(RuntimeError):

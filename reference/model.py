@@ -98,9 +98,7 @@ def _all_variables(model: keras.Model) -> dict[str, keras.Variable]:
 
 def get_weights(model: keras.Model) -> dict[str, np.ndarray]:
     """Copies of every weight, keyed ``"<layer>/<param>"``, in Keras layouts and dtypes."""
-    # v.numpy(), not convert_to_numpy(v): the latter goes through the variable's __array__,
-    # which NumPy 2.4 warns about (no `copy` argument) on TensorFlow 2.21.
-    return {k: np.array(v.numpy()) for k, v in _all_variables(model).items()}
+    return {k: to_numpy(v) for k, v in _all_variables(model).items()}
 
 
 def set_weights(model: keras.Model, weights: Mapping[str, np.ndarray]) -> None:
@@ -130,10 +128,22 @@ def layer_outputs(model: keras.Model, x: np.ndarray) -> dict[str, np.ndarray]:
         inputs=model.inputs[0], outputs={layer.name: layer.output for layer in model.layers}
     )
     outputs = extractor(np.asarray(x), training=False)
-    return {
-        layer.name: np.asarray(keras.ops.convert_to_numpy(outputs[layer.name]))
-        for layer in model.layers
-    }
+    return {layer.name: to_numpy(outputs[layer.name]) for layer in model.layers}
+
+
+def to_numpy(tensor: object) -> np.ndarray:
+    """A backend tensor or Keras variable as a NumPy array (a copy), the way each backend
+    converts without a warning under NumPy 2: torch through ``detach().numpy()`` and TensorFlow
+    through ``.numpy()`` (both ``__array__`` implementations take no ``copy`` argument, which
+    ``np.array`` and ``keras.ops.convert_to_numpy`` would pass); JAX arrays directly."""
+    value = tensor.value if isinstance(tensor, keras.Variable) else tensor
+    detach = getattr(value, "detach", None)
+    if detach is not None:  # torch
+        return np.array(detach().cpu().numpy())
+    numpy = getattr(value, "numpy", None)
+    if numpy is not None:  # tensorflow
+        return np.array(numpy())
+    return np.array(value)  # jax
 
 
 # -- training --------------------------------------------------------------------------------

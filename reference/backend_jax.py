@@ -1,0 +1,86 @@
+"""The JAX backend: gradients with ``jax.value_and_grad`` over the model's stateless call.
+
+float64 on JAX needs ``JAX_ENABLE_X64=1`` before JAX is imported; without it JAX computes in
+float32 whatever Keras's floatx says. :func:`check_x64` refuses a float64 run without it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import keras
+import numpy as np
+
+from reference.model import trainable_variables
+
+NAME = "jax"
+# keras/src/backend/jax/nn.py::categorical_crossentropy renormalises the probabilities and
+# clips them to [epsilon, 1 - epsilon] (epsilon = 1e-7) before the log: no logits path.
+LOSS_PATH = "probabilities"
+
+
+def effective_momentum(momentum: float) -> float:
+    """The momentum Keras's SGD applies: ``ops.cast(momentum, variable.dtype)`` is
+    ``jnp.asarray(momentum, dtype)``, so float64 variables get the exact Python float (float32
+    ones its float32 rounding, which scratch's float32 arithmetic applies by itself)."""
+    return momentum
+
+
+def configure_determinism(seed: int) -> None:
+    """Seed Python, NumPy and JAX (through Keras). XLA's CPU kernels are deterministic for the
+    same program and input; there is no switch to turn on."""
+    keras.utils.set_random_seed(seed)
+
+
+def _flag(name: str) -> object:
+    """One of JAX's configuration values (``jax.config.values``: typed, unlike attributes)."""
+    return jax.config.values.get(name)
+
+
+def check_dtype(dtype: str) -> None:
+    """Refuse float64 when JAX runs without 64-bit types (it would silently compute float32)."""
+    if dtype == "float64" and not _flag("jax_enable_x64"):
+        raise RuntimeError(
+            "float64 on the jax backend needs JAX_ENABLE_X64=1 set before JAX is imported"
+        )
+
+
+def gradients(
+    model: keras.Model, x: np.ndarray, y: np.ndarray
+) -> tuple[np.floating, dict[str, np.ndarray], np.ndarray]:
+    """The compiled loss (mean over the batch) of ``model`` on ``(x, y)``, its gradient for
+    every trainable parameter keyed ``"<layer>/<param>"``, and dloss/dinput."""
+    check_dtype(str(np.asarray(x).dtype))
+    variables = trainable_variables(model)
+    names = {id(v): key for key, v in variables.items()}
+    order = [names[id(v)] for v in model.trainable_variables]  # stateless_call's order
+    non_trainable = [v.value for v in model.non_trainable_variables]
+
+    def loss_of(trainable: list[jax.Array], xin: jax.Array) -> jax.Array:
+        y_pred, _ = model.stateless_call(trainable, non_trainable, xin, training=True)
+        return model.compute_loss(x=xin, y=y, y_pred=y_pred, training=False)
+
+    value_and_grad = jax.value_and_grad(loss_of, argnums=(0, 1))
+    loss, (grads, dx) = value_and_grad([variables[k].value for k in order], jax.numpy.asarray(x))
+    by_name = dict(zip(order, grads, strict=True))
+    return (
+        np.asarray(loss)[()],  # type: ignore[return-value]
+        {key: np.asarray(by_name[key]) for key in variables},
+        np.asarray(dx),
+    )
+
+
+def versions() -> dict[str, str]:
+    from jaxlib import version
+
+    return {"jax": jax.__version__, "jaxlib": version.__version__}
+
+
+def numeric_flags() -> dict[str, object]:
+    """Settings that change JAX's float results: 64-bit types and XLA's flags."""
+    return {
+        "jax_enable_x64": bool(_flag("jax_enable_x64")),
+        "XLA_FLAGS": os.environ.get("XLA_FLAGS", "unset"),
+        "jax_default_matmul_precision": str(_flag("jax_default_matmul_precision")),
+    }

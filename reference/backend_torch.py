@@ -1,0 +1,64 @@
+"""The PyTorch backend: gradients with ``torch.autograd`` and deterministic algorithms."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import torch
+
+from reference.model import trainable_variables
+
+NAME = "torch"
+# keras/src/backend/torch/nn.py::categorical_crossentropy renormalises the probabilities and
+# clips them to [epsilon, 1 - epsilon] (epsilon = 1e-7) before the log: no logits path.
+LOSS_PATH = "probabilities"
+
+
+def effective_momentum(momentum: float) -> float:
+    """The momentum Keras's SGD applies: ``ops.cast(momentum, variable.dtype)`` is
+    ``torch.as_tensor(momentum, dtype=...)`` (keras/src/backend/torch/core.py), so float64
+    variables get the exact Python float."""
+    return momentum
+
+
+def configure_determinism(seed: int) -> None:
+    """Seed Python, NumPy and torch (through Keras) and make torch use deterministic
+    algorithms only."""
+    keras.utils.set_random_seed(seed)
+    torch.use_deterministic_algorithms(True)
+
+
+def check_dtype(dtype: str) -> None:
+    """Every dtype works on torch."""
+
+
+def gradients(
+    model: keras.Model, x: np.ndarray, y: np.ndarray
+) -> tuple[np.floating, dict[str, np.ndarray], np.ndarray]:
+    """The compiled loss (mean over the batch) of ``model`` on ``(x, y)``, its gradient for
+    every trainable parameter keyed ``"<layer>/<param>"``, and dloss/dinput."""
+    variables = trainable_variables(model)
+    xt = torch.tensor(np.asarray(x), requires_grad=True)
+    yt = torch.tensor(np.asarray(y))
+    y_pred = model(xt, training=True)
+    loss = model.compute_loss(x=xt, y=yt, y_pred=y_pred, training=False)
+    *grads, dx = torch.autograd.grad(loss, [*(v.value for v in variables.values()), xt])
+    return (
+        loss.detach().numpy()[()],
+        {key: g.detach().numpy().copy() for key, g in zip(variables, grads, strict=True)},
+        dx.detach().numpy().copy(),
+    )
+
+
+def versions() -> dict[str, str]:
+    return {"torch": torch.__version__}
+
+
+def numeric_flags() -> dict[str, object]:
+    """Settings that change torch's float results: deterministic algorithms, oneDNN (mkldnn)
+    and the number of intra-op threads (it changes reduction order)."""
+    return {
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "mkldnn": bool(torch.backends.mkldnn.enabled),
+        "num_threads": torch.get_num_threads(),
+    }
