@@ -23,7 +23,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -62,14 +62,22 @@ _NOT_VERSIONS: Final = {"lenet_parity", "backend", "dtype", "flags", "machine"}
 
 # -- the directory ---------------------------------------------------------------------------
 def write_report(verdict: Verdict, out: Path) -> Path:
-    """Write the report for ``verdict`` to ``out`` and return ``out``.
+    """Write the report for ``verdict`` to ``out`` (atomically, see :func:`write_folder`) and
+    return ``out``."""
+    return write_folder(out, lambda folder: _build(verdict, folder))
+
+
+def write_folder(
+    out: Path, build_into: Callable[[Path], None], previous_name: str = "previous"
+) -> Path:
+    """Fill a report folder ``out`` with ``build_into(folder)`` and return ``out``.
 
     Everything is built in a hidden temporary directory beside ``out``; only a complete report
-    is moved in. An existing ``out`` becomes ``out.parent / "previous"`` (replacing an older
-    one). An exception or interrupt while building leaves ``out`` and ``previous`` as they were
-    and removes the temporary directory."""
+    is moved in. An existing ``out`` becomes ``out.parent / previous_name`` (replacing an older
+    one). An exception or interrupt while building leaves ``out`` and the previous one as they
+    were and removes the temporary directory."""
     out = Path(out)
-    previous = out.parent / "previous"
+    previous = out.parent / previous_name
     if out.name == previous.name:
         raise InputError(f"a report cannot be written to {out}: that name keeps the last one")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -77,7 +85,7 @@ def write_report(verdict: Verdict, out: Path) -> Path:
     discard = build.with_name(build.name + "-discard")  # the older previous, until deleted
     try:
         os.chmod(build, 0o755)  # mkdtemp makes it private (0700); a report is for reading
-        _build(verdict, build)
+        build_into(build)
         if out.exists():
             if previous.exists():
                 previous.rename(discard)
@@ -270,7 +278,7 @@ def markdown(verdict: Verdict, curves: pd.DataFrame | None, heldout: pd.DataFram
     return "\n\n".join(parts) + "\n"
 
 
-_STYLE: Final = """
+STYLE: Final = """
 body { font-family: system-ui, sans-serif; color: #222; }
 body { margin: 2em auto; max-width: 1100px; padding: 0 1em; }
 h1 { font-size: 4em; margin: 0; }
@@ -309,7 +317,7 @@ def html_page(verdict: Verdict, curves: pd.DataFrame | None, heldout: pd.DataFra
 <head>
 <meta charset="utf-8">
 <title>{esc(title)}</title>
-<style>{_STYLE}</style>
+<style>{STYLE}</style>
 </head>
 <body>
 <h1 class="{result.lower()}">{result}</h1>

@@ -153,6 +153,29 @@ def for_pairs(
         )
 
 
+def between_references(first: Tolerances, second: Tolerances) -> Tolerances:
+    """The tolerances of comparing two Keras backends with each other, each calibrated against
+    the scratch model: their sum, check by check. By the triangle inequality through scratch,
+    |A − B| <= |A − S| + |S − B|, so two backends that each agree with scratch within their own
+    tolerance agree with each other within the sum; no separate calibration is needed.
+    Envelopes are summed at every step either calibrated, up to the last step both reach."""
+    combined: Tolerances = {}
+    for key in first.keys() & second.keys():
+        a, b = first[key], second[key]
+        if isinstance(a, Envelope) and isinstance(b, Envelope):
+            last = min(a.at[-1], b.at[-1])
+            at = np.array(sorted(s for s in {*a.at, *b.at} if s <= last))
+            ta, tb = a.over(at, key[1]), b.over(at, key[1])
+            combined[key] = Envelope(
+                tuple(int(s) for s in at),
+                tuple(float(v) for v in ta.atol + tb.atol),
+                tuple(float(v) for v in ta.rtol + tb.rtol),
+            )
+        elif isinstance(a, Tolerance) and isinstance(b, Tolerance):
+            combined[key] = Tolerance(a.atol + b.atol, a.rtol + b.rtol)
+    return combined
+
+
 def resolve(
     backend: str,
     dtype: str,
