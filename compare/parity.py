@@ -341,7 +341,7 @@ def collect(
     pairs = []
     outputs, ref_outputs = ours.layer_outputs(x), reference.layer_outputs(theirs, x)
     for name, out in outputs.items():
-        pairs.append(Pair("forward", name, out, ref_outputs[name]))
+        pairs.append(Pair("forward", name, out, _widened(ref_outputs[name], config.dtype, backend)))
 
     loss, grads, dx = ours.loss_and_all_gradients(x, y)
     grads = {k: g.copy() for k, g in grads.items()}
@@ -362,6 +362,18 @@ def collect(
         _covered(tolerances, plan, [training.envelope_name(c, family) for c in checks])
     curves = train_side_by_side(config, weights, data, plan, backend, mutant)
     return pairs + curves.pairs(family), curves
+
+
+def _widened(expected: np.ndarray, dtype: str, backend: ModuleType) -> np.ndarray:
+    """A Keras layer output in the model's dtype. Keras on JAX computes tanh in float32 even in
+    a float64 model (``backend.FLOAT64_COMPUTED_IN_FLOAT32``), so a tanh layer's output comes
+    back float32: it is widened to float64 (exactly) and compared by value, and the float32
+    rounding Keras did counts as that backend's honest error, calibrated like any other. Only
+    the reference side and only float32 → float64 on such a backend: any other dtype
+    difference, and any on the scratch side, stays a failed check."""
+    if expected.dtype == np.float32 and dtype == "float64" and backend.FLOAT64_COMPUTED_IN_FLOAT32:
+        return expected.astype(np.float64)
+    return expected
 
 
 def optimizer_tolerances(config: CheckConfig) -> str | None:

@@ -18,6 +18,11 @@ NAME = "jax"
 # keras/src/backend/jax/nn.py::categorical_crossentropy renormalises the probabilities and
 # clips them to [epsilon, 1 - epsilon] (epsilon = 1e-7) before the log: no logits path.
 LOSS_PATH = "probabilities"
+# Keras ops that compute a float64 model's tensor in float32 here, and why. Keras's tanh casts to
+# result_type(x.dtype, float) (keras/src/backend/jax/numpy.py::tanh), and result_type maps
+# float64 to float32 on every backend but TensorFlow (keras/src/backend/common/dtypes.py,
+# BIT64_TO_BIT32_DTYPE): a tanh layer of a float64 model returns float32 (the classic variant).
+FLOAT64_COMPUTED_IN_FLOAT32 = ("tanh",)
 
 
 def effective_momentum(momentum: float) -> float:
@@ -83,4 +88,5 @@ def numeric_flags() -> dict[str, object]:
         "jax_enable_x64": bool(_flag("jax_enable_x64")),
         "XLA_FLAGS": os.environ.get("XLA_FLAGS", "unset"),
         "jax_default_matmul_precision": str(_flag("jax_default_matmul_precision")),
+        "keras_float64_ops_in_float32": ", ".join(FLOAT64_COMPUTED_IN_FLOAT32),
     }

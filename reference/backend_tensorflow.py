@@ -14,6 +14,8 @@ NAME = "tensorflow"
 # keras/src/backend/tensorflow/nn.py::categorical_crossentropy takes the softmax's logits
 # (`_keras_logits`) when the output comes from a softmax: no clipping.
 LOSS_PATH = "logits"
+# Keras ops that compute a float64 model's tensor in float32 on this backend: none.
+FLOAT64_COMPUTED_IN_FLOAT32: tuple[str, ...] = ()
 
 
 def effective_momentum(momentum: float) -> float:

@@ -12,6 +12,12 @@ NAME = "torch"
 # keras/src/backend/torch/nn.py::categorical_crossentropy renormalises the probabilities and
 # clips them to [epsilon, 1 - epsilon] (epsilon = 1e-7) before the log: no logits path.
 LOSS_PATH = "probabilities"
+# Keras ops that compute a float64 model's tensor in float32 here, and why. keras.ops.matmul casts
+# both operands to result_type(...) (keras/src/backend/torch/numpy.py::matmul), and result_type
+# maps float64 to float32 on every backend but TensorFlow (keras/src/backend/common/dtypes.py,
+# BIT64_TO_BIT32_DTYPE): every Dense layer of a float64 model multiplies in float32 (its bias
+# add promotes the result back to float64).
+FLOAT64_COMPUTED_IN_FLOAT32 = ("matmul",)
 
 
 def effective_momentum(momentum: float) -> float:
@@ -61,4 +67,5 @@ def numeric_flags() -> dict[str, object]:
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         "mkldnn": bool(torch.backends.mkldnn.enabled),
         "num_threads": torch.get_num_threads(),
+        "keras_float64_ops_in_float32": ", ".join(FLOAT64_COMPUTED_IN_FLOAT32),
     }

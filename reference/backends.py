@@ -7,6 +7,8 @@ small module here with the same interface:
 - ``LOSS_PATH``: how Keras's categorical cross-entropy is computed on it — ``"logits"``
   (TensorFlow: from the softmax's logits, unclipped) or ``"probabilities"`` (clipped to
   [1e-7, 1 − 1e-7]); the scratch model mirrors it.
+- ``FLOAT64_COMPUTED_IN_FLOAT32``: the Keras ops that compute a float64 model's tensors in
+  float32 on this backend (tanh on JAX, matmul on torch; none on TensorFlow).
 - ``configure_determinism(seed)``: seeds and deterministic ops.
 - ``check_dtype(dtype)``: raises when the backend cannot compute in ``dtype`` as configured
   (float64 on JAX without ``JAX_ENABLE_X64=1``).
