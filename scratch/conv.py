@@ -14,6 +14,9 @@ class Conv2D(Layer):
 
     kernel: (kh, kw, in_channels, filters) — Keras's HWIO layout; bias: (filters,).
     "same" padding follows TensorFlow: the extra pixel of an odd padding goes bottom/right.
+    The correlation is row-lowered (see ``scratch.windows``): forward, kernel gradient and
+    input gradient are one matmul each, between the input's row matrix, the output gradient
+    and the kernel laid out as a banded matrix.
     """
 
     def __init__(
@@ -48,19 +51,20 @@ class Conv2D(Layer):
 
     def _forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         xp = windows.pad(x, self._rows, self._cols)  # (N, Hp, Wp, C)
-        z, cols = windows.correlate(xp, self.params["kernel"], self.strides)  # (N, Ho, Wo, F)
-        z += self.params["bias"]
-        self._cache = (cols, xp.shape)
+        kernel, bias = self.params["kernel"], self.params["bias"]
+        z, rows = windows.correlate_rows(xp, kernel, self.strides, bias)  # (N, Ho, Wo, F)
+        self._cache = (rows, xp.shape)
         return z
 
     def _backward(self, dz: np.ndarray, input_grad: bool) -> np.ndarray | None:
         assert self._cache is not None
-        cols, (_, hp, wp, _) = self._cache  # cols: (N*Ho*Wo, kh*kw*C); padded input NHWC
+        rows, (_, hp, wp, _) = self._cache  # rows: (N*Ho, kh*Wp*C); padded input NHWC
         kernel = self.params["kernel"]
-        dz2 = dz.reshape(-1, self.filters)  # (N*Ho*Wo, F)
+        dz2 = dz.reshape(-1, dz.shape[2] * self.filters)  # (N*Ho, Wo*F)
         self.grads = {
-            "kernel": (cols.T @ dz2).reshape(kernel.shape),  # (kh*kw*C, F) -> HWIO
-            "bias": dz2.sum(axis=0),
+            "kernel": windows.correlate_kernel_grad(rows, dz, kernel.shape, self.strides, wp),
+            # rows first (a long, contiguous reduction), then the Wo output columns
+            "bias": dz2.sum(axis=0).reshape(-1, self.filters).sum(axis=0),
         }
         if not input_grad:
             return None

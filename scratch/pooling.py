@@ -45,25 +45,26 @@ class _Pooling2D(Layer):
 class AveragePooling2D(_Pooling2D):
     def _build(self, input_shape: Shape, rng: np.random.Generator) -> Shape:
         out = super()._build(input_shape, rng)
-        # Real cells per window: pool the indicator of the unpadded input. Shape (1, Ho, Wo, 1).
-        ones = windows.pad(np.ones((1, *input_shape[:2], 1), self.dtype), self._rows, self._cols)
-        self._count = windows.windows(ones, self.pool_size, self.strides).sum(axis=(3, 4))
+        # Real cells per window: pool the indicator of the unpadded input. Shape (1, Ho, Wo, C),
+        # every channel alike (dividing by it then runs over whole rows, not runs of C).
+        ones = windows.pad(np.ones((1, *input_shape), self.dtype), self._rows, self._cols)
+        self._count = windows.window_sum(ones, self.pool_size, self.strides)
         return out
 
     def _forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         xp = windows.pad(x, self._rows, self._cols)  # (N, Hp, Wp, C)
         self._padded_shape = xp.shape
-        win = windows.windows(xp, self.pool_size, self.strides)  # (N, Ho, Wo, kh, kw, C)
-        return win.sum(axis=(3, 4)) / self._count
+        total = windows.window_sum(xp, self.pool_size, self.strides)  # (N, Ho, Wo, C)
+        total /= self._count  # in place: total is a fresh array
+        return total
 
     def _backward(self, dz: np.ndarray, input_grad: bool) -> np.ndarray | None:
         self.grads = {}
         if not input_grad:
             return None
         g = dz / self._count  # (N, Ho, Wo, C)
-        kh, kw = self.pool_size
-        dwin = np.broadcast_to(g[:, :, :, None, None, :], (*g.shape[:3], kh, kw, g.shape[3]))
-        return self._scatter(dwin)
+        dxp = windows.window_sum_adjoint(g, self._padded_shape, self.pool_size, self.strides)
+        return windows.crop(dxp, self._rows, self._cols)
 
 
 class MaxPooling2D(_Pooling2D):

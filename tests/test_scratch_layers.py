@@ -20,6 +20,7 @@ from scratch import (
     Flatten,
     Layer,
     MaxPooling2D,
+    windows,
 )
 
 ACTIVATIONS = [None, "relu", "tanh", "sigmoid", "softmax"]
@@ -222,6 +223,48 @@ def test_windowed_forward_matches_loop_oracles(
 
     mx = MaxPooling2D(k, strides=s, padding=padding).forward(x)
     np.testing.assert_array_equal(mx, max_pool2d(x, k, strides=s, padding=padding))
+
+
+@pytest.mark.parametrize(("hw", "k", "s", "padding"), _forward_grid())
+def test_window_primitives_are_adjoint_pairs(
+    hw: tuple[int, int], k: tuple[int, int], s: tuple[int, int], padding: str
+) -> None:
+    """Each backward primitive of scratch.windows is the transpose of its forward one:
+    <A x, y> == <x, A.T y>. Together with the forward oracles this pins the backward maths."""
+    rows_plan = windows.same_or_valid(hw[0], k[0], s[0], padding)
+    cols_plan = windows.same_or_valid(hw[1], k[1], s[1], padding)
+    xp = windows.pad(normal((2, *hw, 3), seed=1), rows_plan, cols_plan)  # (N, Hp, Wp, C)
+    n, hp, wp, c = xp.shape
+    ho, wo = rows_plan.out, cols_plan.out
+
+    rows = windows.im2row(xp, k[0], s[0])  # (N*Ho, kh*Wp*C)
+    d = normal(rows.shape, seed=2)
+    back = windows.im2row_adjoint(d, xp.shape, k[0], s[0])
+    assert np.vdot(rows, d) == pytest.approx(np.vdot(xp, back), rel=1e-12)
+
+    kernel = normal((*k, c, 4), seed=3)
+    t = windows.banded(kernel, wp, s[1])  # (kh*Wp*C, Wo*4)
+    assert t.shape == (k[0] * wp * c, wo * 4)
+    dt = normal(t.shape, seed=4)
+    dk = windows.banded_adjoint(dt, kernel.shape, wp, s[1])
+    assert np.vdot(t, dt) == pytest.approx(np.vdot(kernel, dk), rel=1e-12)
+
+    total = windows.window_sum(xp, k, s)  # (N, Ho, Wo, C)
+    np.testing.assert_allclose(total, windows.windows(xp, k, s).sum(axis=(3, 4)), rtol=1e-12)
+    g = normal((n, ho, wo, c), seed=5)
+    back = windows.window_sum_adjoint(g, xp.shape, k, s)
+    assert back.shape == (n, hp, wp, c)
+    assert np.vdot(total, g) == pytest.approx(np.vdot(xp, back), rel=1e-12)
+
+    # correlate keeps the im2col matrix its callers build kernel gradients from
+    out, cols = windows.correlate(xp, kernel, s)
+    dout = normal(out.shape, seed=6)
+    np.testing.assert_allclose(
+        (cols.T @ dout.reshape(-1, 4)).reshape(kernel.shape),
+        windows.correlate_kernel_grad(rows, dout, kernel.shape, s, wp),
+        rtol=1e-10,
+        atol=1e-12,
+    )
 
 
 def test_pooling_default_strides_equal_pool_size() -> None:
