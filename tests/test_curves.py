@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import on_backend
 import pytest
 
 import scratch
@@ -87,10 +88,15 @@ def test_per_element_tolerance_reports_the_first_bad_element() -> None:
         compare_arrays("training", "x", actual, expected, PerElement(np.zeros(3), np.zeros(3)))
 
 
-def test_every_shipped_training_envelope_covers_five_epochs() -> None:
-    steps = 5 * 32  # 8,000 bundled training digits in batches of 256
+# Epochs of plain SGD each backend's envelopes were calibrated over (README, "Backends").
+CALIBRATED_EPOCHS = {"tensorflow": 5, "jax": 1, "torch": 1}
+
+
+@pytest.mark.parametrize("backend", sorted(CALIBRATED_EPOCHS))
+def test_every_shipped_training_envelope_covers_the_calibrated_epochs(backend: str) -> None:
+    steps = CALIBRATED_EPOCHS[backend] * 32  # 8,000 bundled training digits, batches of 256
     for dtype in DTYPES:
-        table = defaults("tensorflow", dtype)
+        table = defaults(backend, dtype)
         envelopes = {name: t for (kind, name), t in table.items() if kind == "training"}
         names = {curves.STEP_LOSS, *curves.HELDOUT, *scratch.build_lenet5().params}
         assert set(envelopes) == names | {curves.envelope_name(n, "momentum") for n in names}
@@ -107,6 +113,7 @@ def float64_run() -> tuple[list[object], curves.Curves]:
     return pairs, run
 
 
+@on_backend.needs_exact_float64
 def test_float64_curves_agree_to_1e_9_relative(
     float64_run: tuple[list[object], curves.Curves],
 ) -> None:
@@ -160,9 +167,12 @@ def test_momentum_matches_keras_in_float64(nesterov: bool) -> None:
     assert verdict.passed, verdict.summary() + "\n" + verdict.table()
 
 
+@pytest.mark.skipif(on_backend.NAME != "tensorflow", reason="TensorFlow's own rounding")
 def test_keras_applies_a_float32_rounded_momentum_on_tensorflow() -> None:
     """Why scratch's SGD gets ``effective_momentum``: with the exact 0.9 a float64 scratch
-    model leaves Keras after its second update by far more than float64 noise."""
+    model leaves Keras after its second update by far more than float64 noise. (On JAX with
+    x64 and on torch, ``ops.cast`` keeps the exact float: ``test_momentum_matches_keras_in_
+    float64`` passes there with the exact 0.9.)"""
     config = CheckConfig("keras-docs", "float64", epochs=1, momentum=0.9)
     exact = mutants.Mutant(
         name="exact-momentum",
@@ -170,7 +180,7 @@ def test_keras_applies_a_float32_rounded_momentum_on_tensorflow() -> None:
         layer="conv1/kernel",
         optimizer=lambda opt: setattr(opt, "momentum", 0.9),
     )
-    checks = judge(collect(config, mutant=exact)[0], defaults("tensorflow", "float64"))
+    checks = judge(collect(config, mutant=exact)[0], defaults(on_backend.NAME, "float64"))
     step_loss = next(c for c in checks if c.name == curves.STEP_LOSS)
     # step 3's loss is the first one measured after two updates: the first that can differ
     assert not step_loss.passed and step_loss.step == 3
@@ -193,7 +203,7 @@ def test_pytorch_momentum_is_kerass_at_a_constant_learning_rate() -> None:
 
     torch = mutants.Mutant("torch-momentum", "PyTorch's momentum", "conv1", optimizer=torch_form)
     config = CheckConfig("keras-docs", "float64", epochs=1, momentum=0.9)
-    checks = judge(collect(config, mutant=torch)[0], defaults("tensorflow", "float64"))
+    checks = judge(collect(config, mutant=torch)[0], defaults(on_backend.NAME, "float64"))
     assert all(c.passed for c in checks), [c.name for c in checks if not c.passed]
 
 
@@ -224,7 +234,8 @@ def test_training_mutants_need_training_and_their_settings() -> None:
 
 
 def test_a_run_beyond_the_calibrated_steps_fails_before_training() -> None:
-    with pytest.raises(InputError, match="calibrated up to step 160"):
+    last = CALIBRATED_EPOCHS[on_backend.NAME] * 32
+    with pytest.raises(InputError, match=f"calibrated up to step {last}, but this run reaches"):
         check_parity("keras-docs", "float32", epochs=6, data="bundled")
 
 
@@ -238,11 +249,15 @@ def test_an_overridden_training_tolerance_applies_at_every_step() -> None:
 
 
 def test_accuracy_tolerates_one_digit_and_not_two() -> None:
+    """Where float64 is computed in float64 the held-out accuracy's atol is its floor of 1.5
+    digits. On torch the Dense matmuls run in float32 and calibration saw digits flip, so its
+    float64 atol is float32-sized: one digit passes there too, two may."""
     _, run = collect(CheckConfig("keras-docs", "float64", epochs=1))
     assert run is not None
-    table = defaults("tensorflow", "float64")
+    table = defaults(on_backend.NAME, "float64")
     n = run.heldout_size
-    for digits, passes in ((1, True), (2, False)):
+    cases = ((1, True), (2, False)) if on_backend.EXACT_FLOAT64 else ((1, True),)
+    for digits, passes in cases:
         shifted = dataclasses.replace(
             run.scratch, heldout_accuracy=run.reference.heldout_accuracy + digits / n
         )
@@ -259,6 +274,6 @@ SWEEP_SEEDS = range(100, 120)
 @pytest.mark.parametrize("seed", SWEEP_SEEDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_no_false_alarm_over_five_epochs(variant: str, dtype: str, seed: int) -> None:
-    verdict = check_parity(variant, dtype, seed=seed, epochs=5)
+def test_no_false_alarm_over_the_calibrated_epochs(variant: str, dtype: str, seed: int) -> None:
+    verdict = check_parity(variant, dtype, seed=seed, epochs=CALIBRATED_EPOCHS[on_backend.NAME])
     assert verdict.passed, verdict.summary() + "\n" + verdict.table()

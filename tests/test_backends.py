@@ -1,0 +1,264 @@
+"""Every Keras backend as a reference: choosing one, the loss path that follows it, what Keras
+computes differently on each, and the cross-backend matrix."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import on_backend
+import pytest
+
+import reference
+import scratch
+from compare import keras_backends
+from compare import matrix as cross
+from compare.cli import main
+from compare.errors import InputError
+from compare.parity import check_parity
+from compare.tolerances import Envelope, Tolerance, between_references
+from compare.weights import initial_weights
+
+OTHERS = [b for b in keras_backends.BACKENDS if b != on_backend.NAME]
+
+
+# -- choosing a backend ------------------------------------------------------------------------
+def test_the_running_backend_can_be_chosen_and_no_other() -> None:
+    assert keras_backends.choose(on_backend.NAME) == on_backend.NAME
+    for other in OTHERS:
+        if keras_backends.is_installed(other):
+            with pytest.raises(InputError, match=f"the {other} backend needs a new process"):
+                keras_backends.choose(other)
+
+
+def test_unknown_backends_are_refused() -> None:
+    with pytest.raises(InputError, match="unknown Keras backend 'theano'"):
+        keras_backends.require("theano")
+    with pytest.raises(InputError, match="unknown Keras backend 'mxnet'"):
+        keras_backends.parse_list(["tensorflow,mxnet"])
+
+
+def test_a_missing_backend_package_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = keras_backends.importlib.util.find_spec
+    monkeypatch.setattr(
+        keras_backends.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "jax" else real(name, *a),
+    )
+    for argv in (["check", "--backend", "jax"], ["matrix", "--backends", "jax"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1, err
+        assert "the jax backend needs jax, which is not installed" in err
+        assert "pip install 'lenet-parity[jax]'" in err
+
+
+def test_child_processes_get_the_backend_and_jax_its_64_bit_types() -> None:
+    env = keras_backends.child_env("jax", {"PATH": "/bin", "KERAS_BACKEND": "torch"})
+    assert env == {"PATH": "/bin", "KERAS_BACKEND": "jax", "JAX_ENABLE_X64": "1"}
+    assert keras_backends.child_env("torch", {})["KERAS_BACKEND"] == "torch"
+
+
+@pytest.mark.parametrize("backend", OTHERS)
+def test_check_runs_on_another_installed_backend_in_its_own_process(backend: str) -> None:
+    if not keras_backends.is_installed(backend):
+        pytest.skip(f"the {backend} backend is not installed here (tox -e keras-{backend})")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "compare.cli",
+            "check",
+            "--backend",
+            backend,
+            "--dtype",
+            "float64",
+            "--epochs",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "PASS: scratch matches Keras on all 31 checks (keras-docs, float64" in done.stdout
+    assert f", {backend})" in done.stdout
+
+
+# -- what each backend computes ------------------------------------------------------------------
+def _saturated(dtype: str) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Weights whose softmax saturates (output kernel ×300): probabilities far below 1e-7, so
+    Keras's two cross-entropy paths part; a batch of random images with random labels."""
+    weights = initial_weights("keras-docs", dtype, 0)
+    weights["output/kernel"] = weights["output/kernel"] * 300
+    rng = np.random.default_rng(0)
+    x = rng.random((16, 28, 28, 1)).astype(dtype)
+    y = np.eye(10, dtype=dtype)[rng.integers(0, 10, 16)]
+    return weights, x, y
+
+
+def test_on_a_saturated_softmax_each_backend_matches_its_own_loss_path() -> None:
+    weights, x, y = _saturated("float64")
+    model = reference.build_lenet5("keras-docs", "float64")
+    reference.set_weights(model, weights)
+    probs = reference.layer_outputs(model, x)["output"]
+    # saturated: some digits give their true class a probability below the clip's 1e-7
+    assert (probs * y).sum(axis=1).min() < 1e-7
+    keras_loss, keras_grads, _ = reference.backend().gradients(model, x, y)
+    results = {}
+    for path in ("logits", "probabilities"):
+        ours = scratch.build_lenet5("keras-docs", dtype="float64", loss_path=path)  # type: ignore[arg-type]
+        ours.set_weights(weights)
+        loss, grads, _ = ours.loss_and_all_gradients(x, y)
+        results[path] = (float(loss), grads["output/kernel"].copy())
+    own = reference.backend().LOSS_PATH
+    other = "probabilities" if own == "logits" else "logits"
+    assert own == ("logits" if on_backend.NAME == "tensorflow" else "probabilities")
+    # its own path: float noise (torch computes the Dense matmuls in float32, and the ×300
+    # kernel amplifies it: 1e-5 relative to the loss and to the gradient's largest entry)
+    theirs = keras_grads["output/kernel"]
+    np.testing.assert_allclose(results[own][0], keras_loss, rtol=1e-5)
+    np.testing.assert_allclose(results[own][1], theirs, rtol=0, atol=1e-5 * np.abs(theirs).max())
+    # the other path: a different loss altogether (the clip caps -log p at -log 1e-7 = 16.1)
+    assert abs(results[other][0] - float(keras_loss)) > 0.1 * abs(float(keras_loss))
+    assert np.abs(results[other][1] - keras_grads["output/kernel"]).max() > 1e-3
+
+
+def test_the_keras_ops_that_compute_float64_in_float32_are_the_declared_ones() -> None:
+    """Of the ops LeNet-5 uses, which ones Keras computes in float32 for float64 tensors on this
+    backend: tanh on JAX, matmul on torch, none on TensorFlow (README, "Backends"). Their
+    float32 rounding is why the float64 tolerances of JAX and torch are float32-sized."""
+    a, image, kernel = np.ones((2, 2)), np.ones((1, 6, 6, 1)), np.ones((3, 3, 1, 2))
+    ops = keras.ops
+    results = {
+        "matmul": ops.matmul(a, a),
+        "add": ops.add(a, a),
+        "relu": ops.relu(a),
+        "tanh": ops.tanh(a),
+        "softmax": ops.softmax(a),
+        "conv": ops.conv(image, kernel),
+        "average_pool": ops.average_pool(image, 2, 2),
+    }
+    in_float32 = {
+        op for op, t in results.items() if keras.backend.standardize_dtype(t.dtype) == "float32"
+    }
+    assert in_float32 == set(reference.backend().FLOAT64_COMPUTED_IN_FLOAT32)
+    assert on_backend.EXACT_FLOAT64 is ("matmul" not in in_float32)
+
+
+# -- the matrix ----------------------------------------------------------------------------------
+def test_two_references_are_judged_against_the_sum_of_their_tolerances() -> None:
+    a = {
+        ("forward", "conv1"): Tolerance(1e-6, 1e-5),
+        ("training", "step loss"): Envelope((1, 10, 32), (1e-6, 2e-6, 3e-6), (0.1, 0.2, 0.3)),
+    }
+    b = {
+        ("forward", "conv1"): Tolerance(2e-6, 1e-5),
+        ("training", "step loss"): Envelope((1, 32, 160), (1e-5, 2e-5, 1.0), (0.1, 0.1, 0.9)),
+    }
+    both = between_references(a, b)
+    assert both["forward", "conv1"] == Tolerance(3e-6, 2e-5)
+    env = both["training", "step loss"]
+    assert isinstance(env, Envelope)
+    assert env.at == (1, 10, 32)  # up to the last step both reach
+    assert env.atol == pytest.approx((1.1e-5, 2.2e-5, 2.3e-5))
+    assert env.rtol == pytest.approx((0.2, 0.3, 0.4))
+
+
+@pytest.fixture(scope="module")
+def run_here() -> cross._Run:
+    verdict = check_parity("keras-docs", "float64", epochs=1)
+    assert verdict.passed, verdict.summary()
+    return cross._Run(verdict.as_dict() | {"loss_path": "logits"}, verdict.pairs)
+
+
+def test_backend_vs_backend_names_the_check_where_they_part(
+    run_here: cross._Run, tmp_path: Path
+) -> None:
+    run_here.save(tmp_path / "run")
+    loaded = cross._Run.load(tmp_path / "run")  # through the files, without pickle
+    # A second "backend" whose fc2 output is off by 1e-3 relative: a real disagreement, far
+    # beyond the float32-sized float64 tolerances of JAX and torch (README, "Backends").
+    shifted = [
+        dataclasses.replace(p, expected=p.expected * (1 + 1e-3))
+        if (p.kind, p.name) == ("forward", "fc2")
+        else p
+        for p in loaded.pairs
+    ]
+    config = cross.MatrixConfig(backends=("tensorflow", "jax"), dtypes=("float64",))
+    results = {
+        "tensorflow": {("keras-docs", "float64"): loaded},
+        "jax": {("keras-docs", "float64"): cross._Run(loaded.verdict, shifted)},
+    }
+    matrix = cross.build(config, results)
+    labels = [c.label for c in matrix.cells]
+    assert labels == ["scratch vs tensorflow", "scratch vs jax", "tensorflow vs jax"]
+    between = matrix.cells[-1]
+    assert [c.name for c in between.checks if not c.passed] == ["fc2"]
+    assert {c.kind for c in between.checks} == {"forward", "gradient", "training"}
+    assert not matrix.passed and "tensorflow vs jax keras-docs float64" in matrix.summary()
+    same = cross.build(config, {"tensorflow": results["tensorflow"], "jax": results["tensorflow"]})
+    assert same.passed and same.cells[-1].largest("forward") == 0.0
+
+
+def test_the_matrix_report_is_written(run_here: cross._Run, tmp_path: Path) -> None:
+    config = cross.MatrixConfig(backends=(on_backend.NAME,), dtypes=("float64",))
+    matrix = cross.build(config, {on_backend.NAME: {("keras-docs", "float64"): run_here}})
+    out = cross.write_matrix(matrix, tmp_path / "matrix")
+    assert {p.name for p in out.iterdir()} == {
+        "matrix.json",
+        "matrix.csv",
+        "report.md",
+        "index.html",
+        "heatmap.png",
+    }
+    assert (out / "heatmap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    record = json.loads((out / "matrix.json").read_text("utf-8"))
+    assert record["passed"] is True and len(record["cells"]) == 1
+    assert "scratch vs " + on_backend.NAME in (out / "report.md").read_text("utf-8")
+    cross.write_matrix(matrix, tmp_path / "matrix")
+    assert (tmp_path / "matrix-previous" / "matrix.json").is_file()  # the last one is kept
+
+
+def test_matrix_rejects_bad_input_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["matrix", "--backends", "theano"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert main(["matrix", "--out", "/nonexistent/folder/matrix"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_failing_child_is_one_line_naming_the_backend(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["matrix", "--backends", on_backend.NAME, "--data", str(tmp_path / "none.npz")]
+    assert main([*argv, "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"the {on_backend.NAME} run failed (exit 2)" in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_float64_on_jax_without_x64_is_refused() -> None:
+    """Without JAX_ENABLE_X64, JAX computes a float64 model in float32: refused, not guessed.
+    (The command line sets it itself; this is the Python API in a fresh process.)"""
+    if not keras_backends.is_installed("jax"):
+        pytest.skip("the jax backend is not installed here (tox -e keras-jax)")
+    code = (
+        "from compare.errors import InputError\n"
+        "from compare.parity import check_parity\n"
+        "try:\n"
+        "    check_parity(dtype='float64', epochs=0)\n"
+        "except InputError as exc:\n"
+        "    print(exc)\n"
+    )
+    env = {**keras_backends.child_env("jax"), "JAX_ENABLE_X64": "0"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert "float64 on the jax backend needs JAX_ENABLE_X64=1" in done.stdout
