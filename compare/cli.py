@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import numpy as np
 
 import scratch
-from compare import __version__, keras_backends
+from compare import __version__, bench, keras_backends
 from compare.checks import KINDS
 from compare.data import load_data
 from compare.errors import InputError
@@ -359,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--json", type=Path, metavar="FILE", help="also write the history here")
     train.set_defaults(run=run_train)
+    bench.register(commands)
     return parser
 
 
