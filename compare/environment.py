@@ -13,8 +13,8 @@ from compare import __version__
 
 
 def describe(backend: ModuleType, dtype: str) -> dict[str, Any]:
-    """Versions of Python, NumPy, Keras and the backend; the backend's name; the dtype; and the
-    flags that change float results."""
+    """Versions of Python, NumPy, Keras and the backend; the backend's name and the loss path
+    scratch follows on it; the dtype; and the flags that change float results."""
     import keras  # the reference side is loaded by now
 
     return {
@@ -24,6 +24,8 @@ def describe(backend: ModuleType, dtype: str) -> dict[str, Any]:
         "keras": keras.__version__,
         **backend.versions(),
         "backend": backend.NAME,
+        # the cross-entropy path scratch follows on this backend (logits or probabilities)
+        "loss_path": backend.LOSS_PATH,
         "dtype": dtype,
         "flags": {
             **backend.numeric_flags(),

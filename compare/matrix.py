@@ -287,7 +287,7 @@ def build(config: MatrixConfig, results: dict[str, dict[tuple[str, str], _Run]])
     for backend in config.backends:
         first = next(iter(results[backend].values())).verdict
         environments[backend] = {k: v for k, v in first["environment"].items() if k != "dtype"}
-        loss_paths[backend] = first["loss_path"]
+        loss_paths[backend] = first["environment"]["loss_path"]
     return Matrix(config, environments, loss_paths, cells)
 
 
@@ -332,20 +332,12 @@ def child_main(argv: Sequence[str]) -> int:
                 data=config.data,
                 epochs=config.epochs,
             )
-            record = verdict.as_dict()
-            record["loss_path"] = _loss_path()
-            _Run(record, verdict.pairs).save(Path(folder) / f"{variant}-{dtype}")
+            _Run(verdict.as_dict(), verdict.pairs).save(Path(folder) / f"{variant}-{dtype}")
             print(verdict.summary(), flush=True)
     except InputError as exc:
         print(f"lenet-parity: error: {exc}", file=sys.stderr)
         return 2
     return 0
-
-
-def _loss_path() -> str:
-    from compare.parity import reference_backend
-
-    return str(reference_backend().LOSS_PATH)
 
 
 # -- writing -----------------------------------------------------------------------------------
@@ -426,7 +418,7 @@ def environment_frame(matrix: Matrix) -> pd.DataFrame:
                 "versions": ", ".join(
                     f"{k} {v}"
                     for k, v in env.items()
-                    if k not in ("backend", "flags", "machine", "lenet_parity")
+                    if k not in ("backend", "loss_path", "flags", "machine", "lenet_parity")
                 ),
                 "scratch loss path": matrix.loss_paths[backend],
                 "flags": ", ".join(f"{k}={v}" for k, v in env.get("flags", {}).items()),

@@ -57,7 +57,7 @@ NO_TRAINING: Final = "No training run (--epochs 0): no training curves, no held-
 # The environment keys shown under their own labels; every key but these and _NOT_VERSIONS is
 # a version of the backend's packages (tensorflow; jax and jaxlib; torch).
 _NAMED_VERSIONS: Final = {"python": "Python", "numpy": "NumPy", "keras": "Keras"}
-_NOT_VERSIONS: Final = {"lenet_parity", "backend", "dtype", "flags", "machine"}
+_NOT_VERSIONS: Final = {"lenet_parity", "backend", "loss_path", "dtype", "flags", "machine"}
 
 
 # -- the directory ---------------------------------------------------------------------------
@@ -127,7 +127,11 @@ def environment_frames(verdict: Verdict) -> dict[str, pd.DataFrame]:
     versions = {label: env.get(key) for key, label in _NAMED_VERSIONS.items()}
     versions |= {k: v for k, v in env.items() if k not in {*_NAMED_VERSIONS, *_NOT_VERSIONS}}
     versions |= {"lenet-parity": env.get("lenet_parity"), "machine": env.get("machine")}
-    config = {"backend": env.get("backend"), **dataclasses.asdict(verdict.config)}
+    config = {
+        "backend": env.get("backend"),
+        "scratch loss path": env.get("loss_path"),
+        **dataclasses.asdict(verdict.config),
+    }
     groups = {"Versions": versions, "Configuration": config, "Numeric flags": env.get("flags", {})}
     return {
         title: pd.DataFrame(

@@ -176,7 +176,7 @@ def test_two_references_are_judged_against_the_sum_of_their_tolerances() -> None
 def run_here() -> cross._Run:
     verdict = check_parity("keras-docs", "float64", epochs=1)
     assert verdict.passed, verdict.summary()
-    return cross._Run(verdict.as_dict() | {"loss_path": "logits"}, verdict.pairs)
+    return cross._Run(verdict.as_dict(), verdict.pairs)
 
 
 def test_backend_vs_backend_names_the_check_where_they_part(

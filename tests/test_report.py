@@ -105,7 +105,9 @@ def test_documents_open_with_the_result_and_name_the_environment(
     assert heading[1] == result
     env = verdict.environment
     backend = env["backend"]  # its version's key is its name (tensorflow, jax, torch)
-    for value in (env["python"], env["numpy"], env["keras"], backend, env[backend]):
+    # the versions, and the cross-entropy path scratch followed on this backend
+    shown = (env["python"], env["numpy"], env["keras"], backend, env[backend], env["loss_path"])
+    for value in shown:
         assert value in md
         assert html.escape(value) in page
     for text in (md, page):
