@@ -12,7 +12,7 @@ import jax
 import keras
 import numpy as np
 
-from reference.model import trainable_variables
+from reference.model import seed_host, trainable_variables
 
 NAME = "jax"
 # keras/src/backend/jax/nn.py::categorical_crossentropy renormalises the probabilities and
@@ -33,9 +33,10 @@ def effective_momentum(momentum: float) -> float:
 
 
 def configure_determinism(seed: int) -> None:
-    """Seed Python, NumPy and JAX (through Keras). XLA's CPU kernels are deterministic for the
-    same program and input; there is no switch to turn on."""
-    keras.utils.set_random_seed(seed)
+    """Seed Python and NumPy (:func:`reference.model.seed_host`; JAX's random numbers are
+    explicit keys). XLA's CPU kernels are deterministic for the same program and input; there
+    is no switch to turn on."""
+    seed_host(seed)
 
 
 def _flag(name: str) -> object:

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import torch
 
-from reference.model import trainable_variables
+from reference.model import seed_host, trainable_variables
 
 NAME = "torch"
 # keras/src/backend/torch/nn.py::categorical_crossentropy renormalises the probabilities and
@@ -28,9 +28,10 @@ def effective_momentum(momentum: float) -> float:
 
 
 def configure_determinism(seed: int) -> None:
-    """Seed Python, NumPy and torch (through Keras) and make torch use deterministic
-    algorithms only."""
-    keras.utils.set_random_seed(seed)
+    """Seed Python, NumPy (:func:`reference.model.seed_host`) and torch, and make torch use
+    deterministic algorithms only."""
+    seed_host(seed)
+    torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -90,6 +91,28 @@ def test_check_runs_on_another_installed_backend_in_its_own_process(backend: str
     assert done.returncode == 0, done.stdout + done.stderr
     assert "PASS: scratch matches Keras on all 31 checks (keras-docs, float64" in done.stdout
     assert f", {backend})" in done.stdout
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_a_check_on_jax_or_torch_does_not_import_tensorflow(backend: str) -> None:
+    """keras.utils.set_random_seed imports TensorFlow whenever it is installed; the reference
+    seeds without it (reference.model.seed_host), so TensorFlow's start-up stays out."""
+    if not keras_backends.is_installed(backend):
+        pytest.skip(f"the {backend} backend is not installed here (tox -e keras-{backend})")
+    program = (
+        "import sys; from compare.parity import check_parity; "
+        "assert check_parity('keras-docs', 'float32', epochs=0).passed; "
+        "print('tensorflow imported:', 'tensorflow' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program],
+        env=keras_backends.child_env(backend, dict(os.environ)),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == "tensorflow imported: False"
 
 
 # -- what each backend computes ------------------------------------------------------------------
