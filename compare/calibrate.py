@@ -6,6 +6,11 @@ disagreement (:func:`compare.checks.error_profile`), and writes the table that
 :mod:`compare.tolerances` reads its defaults from. Training checks are measured at every step
 they record and become envelopes (:class:`compare.tolerances.Envelope`) up to the last step of
 the calibrated epochs. Entries for other backends already in the output file are kept.
+
+Every measurement is a maximum over runs, so calibrations of disjoint parts of a grid of seeds x
+dtypes (``--first-seed``, ``--dtype``: one process each, in parallel) combine exactly:
+:func:`merge` (``lenet-parity calibrate --merge``) writes what one calibration over the whole
+grid writes, byte for byte.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from compare import tolerances as tolerance_table
 from compare.checks import ErrorProfile, Pair, error_profile
 from compare.environment import describe
 from compare.errors import InputError
+from compare.keras_backends import BACKENDS
 from compare.parity import CheckConfig, check_backend_dtype, collect, reference_backend
 
 PROFILE_FIELDS = ("max_abs", "max_rel", "max_rel_large")
@@ -131,6 +137,125 @@ def calibrate(
         data=data,
         progress=progress,
     )
+    run = {
+        "seeds": list(seeds),
+        "dtypes": list(dtypes),
+        "variants": list(variants),
+        "batch_size": batch_size,
+        "epochs": epochs,
+        "momentum_epochs": momentum_epochs,
+        "momentum": MOMENTUM,
+        "data": data,
+        "environment": environment,
+    }
+    table = _empty_table(safety_factor, previous, replacing=[backend.NAME])
+    _add_backend(table, backend.NAME, run, measured, per_step)
+    return table
+
+
+def merge(
+    parts: Sequence[tuple[str, dict[str, Any]]], previous: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """One table from calibration tables ``(name, table)`` that measured disjoint parts of one
+    grid of seeds x dtypes per backend, run alike (variants, batch size, epochs, data,
+    environment): what one calibration over the whole grid gives, since every measurement is a
+    maximum over runs. ``previous`` keeps its entries of backends no part has. Raises
+    :class:`InputError` naming the part that does not fit."""
+    if not parts:
+        raise InputError("--merge needs at least one calibration table")
+    safety = {table.get("safety_factor") if isinstance(table, dict) else None for _, table in parts}
+    if len(safety) != 1:
+        raise InputError(f"the tables to merge differ in safety_factor: {sorted(map(str, safety))}")
+    factor = safety.pop()
+    if isinstance(factor, bool) or not isinstance(factor, int | float):
+        raise InputError(f"{parts[0][0]} is not a calibration table: no safety_factor")
+    backends = dict.fromkeys(b for name, t in parts for b in _section(t, "runs", name))
+    table = _empty_table(float(factor), previous, replacing=list(backends))
+    for backend in backends:
+        having = [(name, t) for name, t in parts if backend in t["runs"]]
+        runs = [(name, _section(t["runs"], backend, name)) for name, t in having]
+        run = _merged_run(backend, runs)
+        measured: Profiles = {}
+        per_step: StepProfiles = {}
+        for name, t in having:
+            try:
+                _read_measured(t["measured"][backend], measured, per_step)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise InputError(
+                    f"{name} is not a calibration table: bad measured entry for {backend} "
+                    f"({type(exc).__name__}: {exc})"
+                ) from None
+        _add_backend(table, backend, run, measured, per_step)
+    return table
+
+
+def _section(table: Any, key: str, name: str) -> dict[str, Any]:
+    if not isinstance(table, dict) or not isinstance(table.get(key), dict):
+        raise InputError(f"{name} is not a calibration table: no {key!r} entry")
+    section: dict[str, Any] = table[key]
+    return section
+
+
+def _merged_run(backend: str, runs: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """The ``runs`` entry of the whole grid; the parts must be run alike and cover a full
+    seeds x dtypes grid exactly once."""
+    first_name, first = runs[0]
+    alike = {k: v for k, v in first.items() if k not in ("seeds", "dtypes")}
+    cells: dict[tuple[int, str], str] = {}
+    for name, run in runs:
+        for key, value in alike.items():
+            theirs = run.get(key)
+            if theirs != value:
+                if isinstance(theirs, dict) and isinstance(value, dict):
+                    keys = sorted(k for k in {*theirs, *value} if theirs.get(k) != value.get(k))
+                    theirs = {k: theirs.get(k) for k in keys}
+                    value = {k: value.get(k) for k in keys}
+                raise InputError(
+                    f"{name} and {first_name} calibrated {backend} differently: {key} "
+                    f"{theirs!r} != {value!r}"
+                )
+        try:
+            grid = [(int(s), str(d)) for s in run["seeds"] for d in run["dtypes"]]
+        except (KeyError, TypeError, ValueError):
+            raise InputError(f"{name} is not a calibration table: bad runs entry") from None
+        for cell in grid:
+            if cell in cells:
+                raise InputError(
+                    f"{name} and {cells[cell]} both measured {backend} seed {cell[0]} "
+                    f"{cell[1]}: merge disjoint calibrations"
+                )
+            cells[cell] = name
+    seeds = sorted({s for s, _ in cells})
+    dtypes = sorted({d for _, d in cells})
+    missing = [(s, d) for s in seeds for d in dtypes if (s, d) not in cells]
+    if missing:
+        s, d = missing[0]
+        raise InputError(
+            f"the merged {backend} calibration is not a full seeds x dtypes grid: seed {s} "
+            f"{d} is missing ({len(missing)} cells in all)"
+        )
+    return {"seeds": seeds, "dtypes": dtypes, **alike}
+
+
+def _read_measured(entry: dict[str, Any], measured: Profiles, per_step: StepProfiles) -> None:
+    """Merge one table's ``measured`` entry of a backend into ``measured`` / ``per_step``."""
+    for dtype, kinds in entry.items():
+        for kind, checks in kinds.items():
+            for name, row in checks.items():
+                if kind != "training":
+                    profile = ErrorProfile(*(float(row[f]) for f in PROFILE_FIELDS))
+                    _merge(measured.setdefault(dtype, {}).setdefault(kind, {}), name, profile)
+                    continue
+                by_step = per_step.setdefault(dtype, {}).setdefault(name, {})
+                for i, at in enumerate(row["at"]):
+                    profile = ErrorProfile(*(float(row[f][i]) for f in PROFILE_FIELDS))
+                    _merge(by_step, int(at), profile)
+
+
+def _empty_table(
+    safety_factor: float, previous: dict[str, Any] | None, *, replacing: Sequence[str]
+) -> dict[str, Any]:
+    """A table with no measurements but ``previous``'s entries of backends not ``replacing``."""
     table: dict[str, Any] = {
         "schema_version": 1,
         "about": "Tolerances of lenet-parity, measured by `lenet-parity calibrate`: per backend, "
@@ -147,19 +272,21 @@ def calibrate(
     }
     if previous:
         for key in ("tolerances", "measured", "runs"):
-            table[key] = {b: v for b, v in previous.get(key, {}).items() if b != backend.NAME}
-    table["runs"][backend.NAME] = {
-        "seeds": list(seeds),
-        "dtypes": list(dtypes),
-        "variants": list(variants),
-        "batch_size": batch_size,
-        "epochs": epochs,
-        "momentum_epochs": momentum_epochs,
-        "momentum": MOMENTUM,
-        "data": data,
-        "environment": environment,
-    }
-    table["measured"][backend.NAME] = {
+            table[key] = {b: v for b, v in previous.get(key, {}).items() if b not in replacing}
+    return table
+
+
+def _add_backend(
+    table: dict[str, Any],
+    backend: str,
+    run: dict[str, Any],
+    measured: Profiles,
+    per_step: StepProfiles,
+) -> None:
+    """Record one backend's run, measurements and the tolerances they give."""
+    safety_factor = table["safety_factor"]
+    table["runs"][backend] = run
+    table["measured"][backend] = {
         dtype: {
             **{
                 kind: {name: _fields(p) for name, p in checks.items()}
@@ -167,16 +294,21 @@ def calibrate(
             },
             **_training(per_step.get(dtype, {}), lambda steps: _by_step(steps, _fields)),
         }
-        for dtype, kinds in measured.items()
+        for dtype, kinds in ((d, measured[d]) for d in run["dtypes"])
     }
-    table["tolerances"][backend.NAME] = {
+    table["tolerances"][backend] = {
         dtype: {
             **{kind: _tolerances(kind, checks, safety_factor) for kind, checks in kinds.items()},
             **_training(per_step.get(dtype, {}), lambda steps: _envelope(steps, safety_factor)),
         }
-        for dtype, kinds in measured.items()
+        for dtype, kinds in ((d, measured[d]) for d in run["dtypes"])
     }
-    return table
+    for key in ("tolerances", "measured", "runs"):  # backends in BACKENDS order
+        order = sorted(
+            table[key],
+            key=lambda b: BACKENDS.index(b) if b in BACKENDS else len(BACKENDS),
+        )
+        table[key] = {b: table[key][b] for b in order}
 
 
 def _envelope(steps: dict[int, ErrorProfile], safety_factor: float) -> dict[str, Any]:

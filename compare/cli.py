@@ -172,6 +172,21 @@ def _add_check_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# calibrate's options that say what to measure, which --merge (measuring nothing) refuses
+# (--backend only chooses the process's Keras backend; a merge reads it from the tables)
+_MEASURING = (
+    "variant",
+    "dtype",
+    "batch_size",
+    "data",
+    "seeds",
+    "first_seed",
+    "epochs",
+    "momentum_epochs",
+    "safety_factor",
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
@@ -301,7 +316,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend_option(calibrate)
     _add_setup_options(calibrate, many=True)
     calibrate.add_argument(
-        "--seeds", type=_int_at_least(1), default=20, help="seeds 0..N-1 (default 20)"
+        "--seeds", type=_int_at_least(1), default=20, help="how many seeds (default 20)"
+    )
+    calibrate.add_argument(
+        "--first-seed",
+        type=_int_at_least(0),
+        default=0,
+        help="the seeds are FIRST..FIRST+N-1 (default 0); calibrations of disjoint seeds "
+        "combine with --merge",
     )
     calibrate.add_argument(
         "--epochs",
@@ -331,7 +353,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to write the table (default reports/tolerances.json); entries of other "
         "backends already in it are kept",
     )
-    calibrate.set_defaults(run=run_calibrate)
+    calibrate.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        metavar="TABLE",
+        help="measure nothing: combine calibration tables of disjoint seeds (or dtypes) of one "
+        "backend, run alike, into --out; the result is what one calibration over all of them "
+        "writes (run the parts in parallel with --first-seed or --dtype)",
+    )
+    calibrate.set_defaults(
+        run=run_calibrate,
+        measuring_defaults={dest: calibrate.get_default(dest) for dest in _MEASURING},
+    )
 
     train = commands.add_parser(
         "train",
@@ -465,10 +499,25 @@ def run_calibrate(args: argparse.Namespace) -> int:
     _writable(args.out, "--out")
     if args.safety_factor < 1:
         raise InputError(f"--safety-factor must be >= 1, got {args.safety_factor}")
-    from compare.calibrate import calibrate, read_previous
+    from compare.calibrate import calibrate, merge, read_previous
 
+    if args.merge:
+        for dest, default in args.measuring_defaults.items():
+            if getattr(args, dest) != default:
+                option = "--" + dest.replace("_", "-")
+                raise InputError(
+                    f"--merge combines calibrations already made, so {option} does not apply. "
+                    f"Received: {option}={getattr(args, dest)}"
+                )
+        parts = []
+        for path in args.merge:
+            part = read_previous(path)
+            if part is None:
+                raise InputError(f"--merge: no calibration table at {path}")
+            parts.append((str(path), part))
+        return _write_calibration(merge(parts, read_previous(args.out)), args.out)
     table = calibrate(
-        range(args.seeds),
+        range(args.first_seed, args.first_seed + args.seeds),
         args.dtype or ["float32", "float64"],
         args.variant or sorted(scratch.VARIANTS),
         batch_size=args.batch_size,
@@ -479,13 +528,17 @@ def run_calibrate(args: argparse.Namespace) -> int:
         previous=read_previous(args.out),
         progress=lambda line: print(f"measured {line}", flush=True),
     )
+    return _write_calibration(table, args.out)
+
+
+def _write_calibration(table: dict[str, Any], out: Path) -> int:
     for backend, dtypes in table["tolerances"].items():
         for dtype, kinds in dtypes.items():
             for kind, checks in kinds.items():
                 for name, tol in checks.items():
                     print(f"{backend:<11} {dtype:<8} {kind:<18} {name:<17} {_describe(tol)}")
-    write_text_atomic(args.out, json.dumps(table, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_text_atomic(out, json.dumps(table, indent=2) + "\n")
+    print(f"wrote {out}")
     return 0
 
 

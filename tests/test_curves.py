@@ -14,7 +14,7 @@ from compare import curves, mutants
 from compare.checks import ErrorProfile, PerElement, compare_arrays
 from compare.errors import InputError
 from compare.parity import DTYPES, CheckConfig, check_parity, collect, judge
-from compare.tolerances import Envelope, defaults
+from compare.tolerances import Envelope, defaults, load_table
 
 VARIANTS = sorted(scratch.VARIANTS)
 
@@ -268,6 +268,11 @@ def test_accuracy_tolerates_one_digit_and_not_two() -> None:
 
 # -- the long sweep: no false alarm over seeds the calibration never saw -------------------------
 SWEEP_SEEDS = range(100, 120)
+
+
+@pytest.mark.parametrize("backend", sorted(CALIBRATED_EPOCHS))
+def test_no_sweep_seed_was_calibrated(backend: str) -> None:
+    assert set(load_table()["runs"][backend]["seeds"]).isdisjoint(SWEEP_SEEDS)
 
 
 @pytest.mark.parity
