@@ -180,11 +180,14 @@ def merge(
         for name, t in having:
             try:
                 _read_measured(t["measured"][backend], measured, per_step)
-            except (KeyError, TypeError, ValueError) as exc:
+            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
                 raise InputError(
                     f"{name} is not a calibration table: bad measured entry for {backend} "
                     f"({type(exc).__name__}: {exc})"
                 ) from None
+        unmeasured = [d for d in run["dtypes"] if d not in measured]
+        if unmeasured:
+            raise InputError(f"no table to merge has measurements of {backend} {unmeasured[0]}")
         _add_backend(table, backend, run, measured, per_step)
     return table
 

@@ -515,7 +515,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
             if part is None:
                 raise InputError(f"--merge: no calibration table at {path}")
             parts.append((str(path), part))
-        return _write_calibration(merge(parts, read_previous(args.out)), args.out)
+        merged = merge(parts, read_previous(args.out))
+        return _write_calibration(merged, args.out, [b for _, t in parts for b in t["runs"]])
     table = calibrate(
         range(args.first_seed, args.first_seed + args.seeds),
         args.dtype or ["float32", "float64"],
@@ -528,12 +529,14 @@ def run_calibrate(args: argparse.Namespace) -> int:
         previous=read_previous(args.out),
         progress=lambda line: print(f"measured {line}", flush=True),
     )
-    return _write_calibration(table, args.out)
+    return _write_calibration(table, args.out, [args.backend])
 
 
-def _write_calibration(table: dict[str, Any], out: Path) -> int:
-    for backend, dtypes in table["tolerances"].items():
-        for dtype, kinds in dtypes.items():
+def _write_calibration(table: dict[str, Any], out: Path, written: Sequence[str]) -> int:
+    """Print the tolerances of the backends just ``written`` (not the other backends kept from
+    ``out``), then write ``table`` to ``out`` atomically."""
+    for backend in dict.fromkeys(written):
+        for dtype, kinds in table["tolerances"][backend].items():
             for kind, checks in kinds.items():
                 for name, tol in checks.items():
                     print(f"{backend:<11} {dtype:<8} {kind:<18} {name:<17} {_describe(tol)}")

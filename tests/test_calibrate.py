@@ -89,6 +89,13 @@ def _edited(source: Path, target: Path, **run: Any) -> str:
     return str(target)
 
 
+def _malformed(source: Path, target: Path) -> str:
+    table = json.loads(source.read_text())
+    table["measured"][on_backend.NAME]["float32"]["forward"] = ["not", "a", "mapping"]
+    target.write_text(json.dumps(table))
+    return str(target)
+
+
 @pytest.mark.parametrize(
     ("case", "message"),
     [
@@ -97,6 +104,7 @@ def _edited(source: Path, target: Path, **run: Any) -> str:
         ("run-differently", "calibrated {backend} differently: epochs 2 != 1"),
         ("measuring-option", "--seeds does not apply. Received: --seeds=3"),
         ("missing", "--merge: no calibration table at"),
+        ("malformed", "is not a calibration table: bad measured entry for {backend}"),
     ],
 )
 def test_a_merge_that_does_not_fit_is_one_line_and_writes_nothing(
@@ -117,6 +125,7 @@ def test_a_merge_that_does_not_fit_is_one_line_and_writes_nothing(
         ],
         "measuring-option": ["--merge", seed0, "--seeds", "3"],
         "missing": ["--merge", str(tmp_path / "nowhere.json")],
+        "malformed": ["--merge", _malformed(parts["seed0"], tmp_path / "m.json")],
     }[case]
     out = tmp_path / "out.json"
     capsys.readouterr()
