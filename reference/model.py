@@ -30,10 +30,11 @@ VARIANTS: dict[str, tuple[str, str]] = {
 def seed_host(seed: int) -> None:
     """Seed Python's and NumPy's global generators: what ``keras.utils.set_random_seed`` does on
     JAX and torch less seeding TensorFlow, which it imports whenever TensorFlow is installed
-    (keras/src/utils/rng_utils.py: ``if tf.available``), costing a JAX or torch process about
-    4 s and TensorFlow's C++ start-up log. Keras's global ``SeedGenerator`` seeds itself from
-    Python's ``random`` when it is first made. No random number Keras draws reaches a
-    comparison: the shared weights replace the initial ones, and LeNet-5 has no dropout."""
+    (keras/src/utils/rng_utils.py: ``if tf.available``), costing a JAX or torch process 3.7 s
+    (measured on this project's 2-core machine) and TensorFlow's C++ start-up log. Keras's
+    global ``SeedGenerator`` seeds itself from Python's ``random`` when it is first made. No
+    random number Keras draws reaches a comparison: the shared weights replace the initial
+    ones, and LeNet-5 has no dropout."""
     random.seed(seed)
     # the legacy global generator, which set_random_seed seeds too
     np.random.seed(seed)  # noqa: NPY002
