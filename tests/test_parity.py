@@ -198,6 +198,10 @@ def test_check_command_prints_the_table_and_writes_the_schema(
     env = verdict["environment"]
     assert env["backend"] == on_backend.NAME
     assert {"python", "numpy", "keras", on_backend.NAME} <= set(env)
+    # the determinism switch the backend has is on (XLA on JAX has none to report)
+    switch = {"tensorflow": "op_determinism", "torch": "deterministic_algorithms"}
+    if on_backend.NAME in switch:
+        assert env["flags"][switch[on_backend.NAME]] is True
     assert set(verdict["checks"][0]) >= {
         "kind",
         "name",
