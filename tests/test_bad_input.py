@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from compare.cli import main
-from compare.weights import initial_weights, save_weights
+from compare.inputs.weights import initial_weights, save_weights
 
 VARIANT, DTYPE = "keras-docs", "float32"
 

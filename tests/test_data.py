@@ -1,4 +1,4 @@
-"""Tests for compare.data: the bundled MNIST subset, splits, sources, and bad-input errors."""
+"""Tests for compare.inputs.data: the bundled MNIST subset, splits, sources, bad-input errors."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from compare.data import Dataset, keras_mnist_candidates, load_data, one_hot
 from compare.errors import InputError
+from compare.inputs.data import Dataset, keras_mnist_candidates, load_data, one_hot
 
 BUNDLED_COUNTS = [1001, 1127, 991, 1032, 980, 863, 1014, 1070, 944, 978]
 
@@ -26,7 +26,7 @@ def bundled() -> Dataset:
 
 @pytest.fixture(scope="module")
 def bundled_raw() -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
-    resource = importlib.resources.files("compare").joinpath("datasets/mnist_10k.npz")
+    resource = importlib.resources.files("compare.inputs").joinpath("datasets/mnist_10k.npz")
     with importlib.resources.as_file(resource) as path, np.load(path, allow_pickle=False) as f:
         assert sorted(f.files) == ["x", "y"]
         return f["x"], f["y"]
@@ -205,7 +205,7 @@ def test_keras_cache_rejects_n_heldout(tmp_path: pathlib.Path) -> None:
 
 
 def test_loader_does_not_import_keras() -> None:
-    code = "import sys, compare.data; sys.exit('keras' in sys.modules)"
+    code = "import sys, compare.inputs.data; sys.exit('keras' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 

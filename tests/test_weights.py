@@ -1,4 +1,4 @@
-"""Tests for compare.weights: the canonical weight set, its three file formats, bit-exact round
+"""Tests for compare.inputs.weights: the canonical weight set, its three file formats, bit-exact round
 trips between scratch and Keras, and a one-line InputError for every bad file or weight set."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pytest
 
 import scratch
 from compare.errors import InputError
-from compare.weights import (
+from compare.inputs.weights import (
     SUFFIXES,
     expected_layout,
     initial_weights,
@@ -46,7 +46,7 @@ Maker = Callable[[Path, Files], Path]  # makes one bad file in the test's folder
 def keras_quiet() -> Iterator[None]:
     """For tests that call Keras directly. The ``__array__`` of Keras 3.15's and TensorFlow
     2.21's variables lacks NumPy 2's ``copy`` argument, so NumPy warns and makes an exact copy:
-    harmless (compare.weights silences the same warning around its own Keras calls)."""
+    harmless (compare.inputs.weights silences the same warning around its own Keras calls)."""
     with warnings.catch_warnings():
         warnings.filterwarnings(
             "ignore",
@@ -456,7 +456,7 @@ def test_npz_needs_no_keras(tmp_path: Path) -> None:
             sys.modules[name] = None  # any import of them now fails
         from pathlib import Path
         from compare.errors import InputError
-        from compare.weights import initial_weights, load_weights, save_weights
+        from compare.inputs.weights import initial_weights, load_weights, save_weights
         path = Path(sys.argv[1])
         weights = initial_weights("classic", "float64", 7)
         save_weights(path, weights, "classic", "float64")

