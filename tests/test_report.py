@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import html
 import json
@@ -15,8 +16,12 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
-from compare import report
-from compare.parity import Verdict, check_parity
+from compare.inputs.atomic import REPORT_MARKER
+from compare.judge.checks import MARGIN_CAP
+from compare.output import report
+from compare.output.text import summary
+from compare.parity.run import check_parity
+from compare.parity.verdict import Verdict
 
 FILES = {
     "verdict.json",
@@ -27,6 +32,7 @@ FILES = {
     "gradient.png",
     "report.md",
     "index.html",
+    REPORT_MARKER,  # says lenet-parity wrote the folder: only such folders are ever replaced
 }
 PASS_GREEN = np.array([0x1A, 0x7F, 0x37])  # h1.pass in report._STYLE
 
@@ -58,7 +64,13 @@ def failing(verdict: Verdict) -> Verdict:
             checks[i] = dataclasses.replace(c, max_abs_err=0.0)
         if (c.kind, c.name) == ("gradient", "output/kernel"):
             checks[i] = dataclasses.replace(
-                c, passed=False, max_abs_err=None, max_rel_err=None, problem="shape (3,) != (4,)"
+                c,
+                passed=False,
+                status="fail",
+                margin=MARGIN_CAP,  # a shape mismatch's margin
+                max_abs_err=None,
+                max_rel_err=None,
+                problem="shape (3,) != (4,)",
             )
     return dataclasses.replace(verdict, passed=False, checks=checks)
 
@@ -111,17 +123,22 @@ def test_documents_open_with_the_result_and_name_the_environment(
         assert value in md
         assert html.escape(value) in page
     for text in (md, page):
-        assert html.escape(verdict.summary()) in text or verdict.summary() in text
+        assert html.escape(summary(verdict)) in text or summary(verdict) in text
         assert "First divergence" in text
         assert "Held-out evaluation per epoch" in text
 
 
-def test_documents_link_every_image_they_show(written: Path) -> None:
+def test_documents_show_every_image(written: Path) -> None:
+    """report.md links the PNG files; index.html holds them inline (data URIs), so that the
+    page alone is the report."""
     md = (written / "report.md").read_text(encoding="utf-8")
     page = (written / "index.html").read_text(encoding="utf-8")
     md_images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
-    html_images = re.findall(r'<img src="([^"]+)"', page)
-    assert md_images == html_images == ["loss.png", "forward.png", "gradient.png"]
+    inline = re.findall(r'<img src="data:image/png;base64,([^"]+)"[^>]*title="([^"]+)"', page)
+    assert md_images == [name for _, name in inline] == ["loss.png", "forward.png", "gradient.png"]
+    for data, name in inline:
+        assert base64.b64decode(data) == (written / name).read_bytes()
+    assert page.count("<img ") == len(inline)  # no other image, none linked
 
 
 def test_a_failing_verdict_names_its_first_divergence(verdict: Verdict, tmp_path: Path) -> None:

@@ -14,9 +14,19 @@ largest relative error ``|a − b| / max(tiny, |a| + |b|)`` (cs231n's ``rel_erro
 smallest normal float64 instead of 1e-8 so that small values are not excused), the index of the
 worst element and the number of bad elements. An element is bad when its absolute error
 exceeds ``atol`` AND its relative error exceeds ``rtol``; the check passes when no element is
-bad. Every check has its own calibrated pair (:mod:`compare.tolerances`): ``atol`` bounds the
+bad. Every check has its own calibrated pair (:mod:`compare.judge.tolerances`): ``atol`` bounds the
 honest float noise of that tensor, whose size follows the tensor's scale, and ``rtol`` lets a
 large element through when it is relatively as accurate as honest large elements are.
+
+Every check also carries its **margin**: its error ÷ what it was allowed, so that a check fails
+exactly when its margin is >= 1 (:func:`element_margins`). An element is bad only when it is
+beyond both tolerances, so its margin is ``min(abs_err / atol, rel_err / rtol)`` (``x / 0`` is
++inf for ``x > 0`` and 0 for ``x == 0``), held just under 1 for an element that is not bad (so
+that ``abs_err == atol`` exactly, which passes, is not rounded up to 1) and at least 1 for one
+that is; the check's margin is the largest over its elements (0 for an empty array). Margins
+are capped at :data:`MARGIN_CAP`, the largest finite float64, so that the JSON always holds a
+finite number, even when an allowance is 0; a shape, dtype or NaN/Inf-place mismatch has the
+cap as its margin, and a check that compared nothing ("not provided", "skipped", "n/a") has 0.
 
 :func:`error_profile` gives what calibration measures for that rule.
 """
@@ -35,6 +45,11 @@ TINY: Final = float(np.finfo(np.float64).tiny)
 # magnitude: smaller sums can lose most of their digits to cancellation (a conv kernel gradient
 # sums ~150,000 terms of both signs), which is float noise, not a relative accuracy.
 LARGE_FRACTION: Final = 0.1
+# The largest margin recorded: a failure with no finite ratio (an allowance of 0, a shape,
+# dtype or NaN/Inf-place mismatch) is given this, the largest finite float64.
+MARGIN_CAP: Final = float(np.finfo(np.float64).max)
+# The largest margin of an element that is not bad: just under 1.
+_BELOW_ONE: Final = float(np.nextafter(1.0, 0.0))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +101,7 @@ class Pair:
 @dataclasses.dataclass(frozen=True, eq=False)
 class PerElement:
     """A tolerance per element (arrays shaped like the compared arrays): the training curves'
-    envelope, whose float noise grows with the step (:mod:`compare.tolerances`)."""
+    envelope, whose float noise grows with the step (:mod:`compare.judge.tolerances`)."""
 
     atol: np.ndarray
     rtol: np.ndarray
@@ -107,9 +122,21 @@ class PerElement:
             )
 
 
+STATUSES: Final = ("pass", "fail", "not provided", "skipped", "n/a")
+
+
 @dataclasses.dataclass(frozen=True)
 class Check:
-    """One comparison's record (the ``checks`` entries of the JSON verdict)."""
+    """One comparison's record (the ``checks`` entries of the JSON verdict).
+
+    ``status``: "pass" or "fail" for a comparison made; "not provided" when the implementation
+    did not return the array (never counted as passed); "skipped" when the check did not run
+    (the method that enables it is missing, or it was not asked for: ``problem`` says which);
+    "n/a" when there was nothing to compare. ``passed`` is ``status == "pass"``.
+
+    ``margin``: the error ÷ the allowance (see the module docstring): >= 1 exactly when the
+    status is "fail", in [0, 1) when it is "pass", 0 without comparison; always finite (at most
+    :data:`MARGIN_CAP`). Left out (NaN), it is the cap for a failure and 0 otherwise."""
 
     kind: str
     name: str
@@ -126,6 +153,38 @@ class Check:
     # Training checks: the step of the training run the first bad element belongs to (for the
     # step-loss curve, the step before whose update the loss was measured).
     step: int | None = None
+    status: str = ""
+    margin: float = math.nan
+
+    def __post_init__(self) -> None:
+        status = self.status or ("pass" if self.passed else "fail")
+        if status not in STATUSES or self.passed != (status == "pass"):
+            raise ValueError(
+                f"A check's status is one of {STATUSES} and passed means 'pass'. "
+                f"Received: status={self.status!r}, passed={self.passed}"
+            )
+        object.__setattr__(self, "status", status)
+        margin = self.margin
+        if isinstance(margin, float) and math.isnan(margin):
+            margin = MARGIN_CAP if status == "fail" else 0.0
+        consistent = {"pass": 0 <= margin < 1, "fail": 1 <= margin <= MARGIN_CAP}
+        if isinstance(margin, bool) or not consistent.get(status, margin == 0):
+            raise ValueError(
+                "A check's margin is finite, >= 1 when it fails, in [0, 1) when it passes and "
+                f"0 without comparison. Received: status={status!r}, margin={margin!r}"
+            )
+        object.__setattr__(self, "margin", float(margin))
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "fail"
+
+    @classmethod
+    def without_comparison(cls, kind: str, name: str, status: str, reason: str) -> Check:
+        """A check that compared nothing: "not provided", "skipped" or "n/a", with why."""
+        if status not in ("not provided", "skipped", "n/a"):
+            raise ValueError(f"Not a status without comparison. Received: status={status!r}")
+        return cls(kind, name, False, None, None, 0.0, 0.0, None, 0, 0, reason, status=status)
 
     def as_dict(self) -> dict[str, Any]:
         record = dataclasses.asdict(self)
@@ -160,6 +219,30 @@ def _errors(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     abs_err = np.abs(a64 - b64)
     magnitude = np.abs(a64) + np.abs(b64)
     return abs_err, abs_err / np.maximum(TINY, magnitude), magnitude
+
+
+def _ratio(error: np.ndarray, allowance: np.ndarray) -> np.ndarray:
+    """``error / allowance`` per element, with ``x / 0`` = +inf for ``x > 0`` and 0 for 0."""
+    ratio = np.divide(
+        error, allowance, out=np.zeros_like(error), where=allowance > 0, casting="unsafe"
+    )
+    return np.where((allowance > 0) | (error == 0), ratio, np.inf)
+
+
+def element_margins(
+    abs_err: np.ndarray, rel_err: np.ndarray, atol: np.ndarray, rtol: np.ndarray
+) -> np.ndarray:
+    """Each element's margin: ``min(abs_err / atol, rel_err / rtol)``, clipped to just under 1
+    for an element that is not bad and to at least 1 for one that is (abs_err > atol and
+    rel_err > rtol), and capped at :data:`MARGIN_CAP`. So margin >= 1 exactly when the element
+    is bad, whatever the rounding of the divisions."""
+    abs_err, rel_err = np.asarray(abs_err, np.float64), np.asarray(rel_err, np.float64)
+    atol, rtol = np.asarray(atol, np.float64), np.asarray(rtol, np.float64)
+    with np.errstate(over="ignore"):  # a tiny allowance: the ratio overflows to inf, capped
+        ratio = np.minimum(_ratio(abs_err, atol), _ratio(rel_err, rtol))
+    bad = (abs_err > atol) & (rel_err > rtol)
+    ratio = np.where(bad, np.maximum(ratio, 1.0), np.minimum(ratio, _BELOW_ONE))
+    return np.minimum(ratio, MARGIN_CAP)
 
 
 def compare_arrays(
@@ -207,7 +290,11 @@ def compare_arrays(
             )
             first_bad = tuple(int(i) for i in np.unravel_index(int(np.argmax(differ)), a.shape))
         return dataclasses.replace(
-            record, n_bad=int(max(a.size, b.size)), problem=problem, first_bad_index=first_bad
+            record,
+            n_bad=int(max(a.size, b.size)),
+            problem=problem,
+            first_bad_index=first_bad,
+            margin=MARGIN_CAP,
         )
     abs_err, rel_err, _ = _errors(a, b)
     bad = (abs_err > atol) & (rel_err > rtol)
@@ -223,12 +310,14 @@ def compare_arrays(
     return dataclasses.replace(
         record,
         passed=n_bad == 0,
+        status="pass" if n_bad == 0 else "fail",
         first_bad_index=first,
         max_abs_err=float(abs_err.max(initial=0.0)),
         max_rel_err=float(rel_err.max(initial=0.0)),
         worst_index=worst,
         n_bad=n_bad,
         problem=f"{n_bad} of {a.size} element(s) beyond tolerance" if n_bad else None,
+        margin=float(element_margins(abs_err, rel_err, atol, rtol).max(initial=0.0)),
     )
 
 
