@@ -1,14 +1,19 @@
-"""The ``lenet-parity`` command.
+"""The ``lenet-parity`` command: the only module that knows argparse.
 
-Exit codes: 0 success, 1 parity fails (or a mutant escapes), 2 bad input or usage — always one
-line on stderr, never a traceback.
+Exit codes: 0 success, 1 parity fails (or a mutant escapes), 2 bad input, usage or a protocol
+breach — always one line on stderr, never a traceback; 3 an exception inside the user's
+implementation (its traceback, then one line); 130 interrupted.
 
 Commands:
-- ``check``: the layer-by-layer parity check of scratch against Keras; a table and a verdict.
+- ``check``: the layer-by-layer parity check of an implementation (default: the project's own
+  scratch model) against Keras; a table and a verdict. ``--dry-run`` checks the protocol only.
+- ``report``: the check written as a report folder; ``matrix``: on every Keras backend.
+- ``spec``: the ModelSpec and every key, shape and dtype an implementation receives and returns.
 - ``mutants``: run the check on every built-in deliberate bug; each must be caught and named.
 - ``calibrate``: measure honest float disagreement over many seeds; write the tolerance table.
 - ``train``: train the scratch LeNet-5 with the Keras docs recipe on real digits and print its
   learning curve (optionally as JSON).
+- ``bench``: time scratch against every Keras backend.
 """
 
 from __future__ import annotations
@@ -17,22 +22,33 @@ import argparse
 import json
 import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import numpy as np
 
 import scratch
-from compare import __version__, bench, keras_backends
-from compare.checks import KINDS
-from compare.data import load_data
-from compare.errors import InputError
-from compare.tolerances import SAFETY_FACTOR
-from compare.weights import atomic_output
-
-if TYPE_CHECKING:
-    from compare.parity import Verdict
+from compare.errors import ImplementationError, InputError
+from compare.inputs import validate
+from compare.inputs.atomic import check_output_file, check_output_folder, write_text_atomic
+from compare.inputs.data import load_data
+from compare.inputs.npz import shown
+from compare.judge.checks import KINDS
+from compare.judge.tolerances import SAFETY_FACTOR
+from compare.output.report import write_report
+from compare.output.text import summary, table
+from compare.parity.dry_run import arrays_table, dry_run, model_spec
+from compare.parity.run import check_parity
+from compare.parity.verdict import Verdict
+from compare.sides import backends as keras_backends
+from compare.sides.mutants import CATALOGUE as MUTANTS
+from compare.tools import bench
+from compare.tools import matrix as backend_matrix
+from compare.tools.calibrate import calibrate, merge, read_previous
+from compare.tools.mutants import run_catalogue
+from compare.version import __version__
 
 PROG = "lenet-parity"
 DEFAULT_CALIBRATION_OUT = Path("reports/tolerances.json")
@@ -47,29 +63,24 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _int_at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse type: an integer >= ``minimum``."""
+T = TypeVar("T")
 
-    def parse(text: str) -> int:
+
+def _arg(check: Callable[..., T], /, **options: Any) -> Callable[[str], T]:
+    """An argparse ``type=`` from a validator of :mod:`compare.inputs.validate`:
+    ``_arg(validate.seed)``, ``_arg(validate.epochs, minimum=1)``. A bad value becomes
+    ``expected <range>, got '<text>'``, which argparse prefixes with the flag."""
+
+    def parse(text: str) -> T:
         try:
-            value = int(text)
-        except ValueError:
-            value = minimum - 1
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
-        return value
+            return check(validate.parse_number(text), **options)
+        except validate.RangeError as exc:
+            raise argparse.ArgumentTypeError(f"expected {exc.expected}, got {text!r}") from None
+        except InputError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
+    parse.__name__ = getattr(check, "__name__", "number")
     return parse
-
-
-def _finite_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not np.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
 
 
 def _tolerance_value(text: str) -> tuple[str, float]:
@@ -80,10 +91,7 @@ def _tolerance_value(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(
             f"unknown check kind {kind!r} in {text!r}; expected one of {', '.join(KINDS)}"
         )
-    number = _finite_float(value)
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"a tolerance must be >= 0, got {text!r}")
-    return kind, number
+    return kind, _arg(validate.tolerance)(value)
 
 
 DATA_HELP = (
@@ -106,9 +114,12 @@ def _add_setup_options(parser: argparse.ArgumentParser, *, many: bool) -> None:
     else:
         parser.add_argument("--variant", choices=variants, default="keras-docs")
         parser.add_argument("--dtype", choices=dtypes, default="float32")
-        parser.add_argument("--seed", type=_int_at_least(0), default=0, help="weights and split")
+        parser.add_argument("--seed", type=_arg(validate.seed), default=0, help="weights and split")
     parser.add_argument(
-        "--batch-size", type=_int_at_least(1), default=256, help="digits in the compared batch"
+        "--batch-size",
+        type=_arg(validate.batch_size),
+        default=256,
+        help="digits in the compared batch",
     )
     parser.add_argument(
         "--data", default="bundled", metavar="bundled|keras|synthetic|PATH", help=DATA_HELP
@@ -126,6 +137,19 @@ def _add_backend_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+IMPLEMENTATION_HELP = (
+    "the implementation to check: MODULE:FACTORY (MODULE importable from the current folder) "
+    "or path/to/file.py:FACTORY, following docs/protocol.md; default: scratch, the project's "
+    "own from-scratch NumPy LeNet-5"
+)
+
+
+def _add_implementation_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--implementation", metavar="MODULE:FACTORY", default=None, help=IMPLEMENTATION_HELP
+    )
+
+
 def _add_check_options(parser: argparse.ArgumentParser) -> None:
     """The check's own options (shared by ``check`` and ``report``)."""
     parser.add_argument(
@@ -137,14 +161,14 @@ def _add_check_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--epochs",
-        type=_int_at_least(0),
+        type=_arg(validate.epochs),
         default=1,
         help="epochs of side-by-side training on identical batches after the layer checks "
         "(default 1; 0: none)",
     )
     parser.add_argument(
         "--momentum",
-        type=_finite_float,
+        type=_arg(validate.momentum),
         default=0.0,
         help="SGD momentum on both sides, Keras's form (default 0)",
     )
@@ -187,6 +211,31 @@ _MEASURING = (
 )
 
 
+def _models_and_mutants() -> str:
+    """The models and the mutant catalogue, for the epilog of --help."""
+    width = max(len(name) for name in MUTANTS)
+    lines = ["models (--variant):"]  # [the check that must fail first]
+    lines += [f"  {name:<{width}}  {MODELS[name]}" for name in sorted(MODELS)]
+    lines += ["", "mutants (--mutant / --only), each a deliberate bug patched into scratch:"]
+    lines += [
+        f"  {name:<{width}}  {m.layer}: {_first_clause(m.description)}"
+        for name, m in MUTANTS.items()
+    ]
+    return "\n".join(lines)
+
+
+def _first_clause(text: str) -> str:
+    clause = text.split("; ")[0].split(": ")[0]
+    return clause if len(clause) <= 90 else clause[:87] + "..."
+
+
+MODELS = {
+    "keras-docs": "the Keras docs' LeNet-5: Conv2D 6@5x5 relu valid, AvgPool 2, Conv2D 16@5x5 "
+    "relu, AvgPool 2, Flatten, Dense 120/84 relu, Dense 10 softmax",
+    "classic": "LeCun et al. 1998 on 28x28: the same with tanh and conv1 'same'",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
@@ -199,19 +248,47 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser(
         "check",
-        help="compare scratch with Keras layer by layer: outputs, loss, gradients",
-        description="Load one set of weights into the scratch and the Keras LeNet-5, run one "
-        "batch of real digits through both, and compare every layer's output, the loss, every "
-        "gradient and dloss/dinput (plus float64 finite differences of the scratch gradients); "
-        "then train both side by side on identical batches and compare the per-step loss, the "
-        "parameters and the held-out metrics. "
-        "Exit 0: parity holds; 1: it fails; 2: bad input or usage.",
+        help="compare an implementation with Keras layer by layer: outputs, gradients, training",
+        description="Load one set of weights into the implementation (--implementation; "
+        "default scratch: the project's own from-scratch NumPy LeNet-5) and the Keras model, "
+        "run one batch of real digits through both, and compare every layer's output, the "
+        "loss, every gradient and dloss/dinput (plus float64 finite differences of the "
+        "implementation's own gradients); then train both side by side on identical batches "
+        "and compare the per-step loss, the parameters and the held-out metrics. "
+        "Exit 0: parity holds; 1: it fails; 2: bad input, usage or a protocol breach; 3: the "
+        "implementation raised.",
+        epilog=_models_and_mutants(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_backend_option(check)
+    _add_implementation_option(check)
     _add_setup_options(check, many=False)
     _add_check_options(check)
     check.add_argument("--json", type=Path, metavar="FILE", help="also write the verdict here")
+    check.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="call each of the implementation's methods once on a tiny batch and report "
+        "protocol breaches only (no numbers are judged)",
+    )
     check.set_defaults(run=run_check)
+
+    spec = commands.add_parser(
+        "spec",
+        help="print the ModelSpec an implementation receives and every key, shape and dtype",
+        description="Print the ModelSpec FACTORY(spec) receives (docs/protocol.md) for the "
+        "options given, and every array an implementation receives and must return, in "
+        "both layouts. Imports Keras (the spec is read off the reference model).",
+    )
+    _add_backend_option(spec)
+    spec.add_argument("--variant", choices=sorted(scratch.VARIANTS), default="keras-docs")
+    spec.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    spec.add_argument("--seed", type=_arg(validate.seed), default=0)
+    spec.add_argument("--batch-size", type=_arg(validate.batch_size), default=256)
+    spec.add_argument("--momentum", type=_arg(validate.momentum), default=0.0)
+    spec.add_argument("--nesterov", action="store_true")
+    spec.add_argument("--json", type=Path, metavar="FILE", help="also write the spec here")
+    spec.set_defaults(run=run_spec)
 
     report = commands.add_parser(
         "report",
@@ -223,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Exit 0: parity holds; 1: it fails; 2: bad input or usage.",
     )
     _add_backend_option(report)
+    _add_implementation_option(report)
     _add_setup_options(report, many=False)
     _add_check_options(report)
     report.add_argument(
@@ -241,16 +319,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Apply each bug of the mutant catalogue to the scratch model in turn and run "
         "the parity check. Exit 0 when every mutant is caught (the check fails) and the first "
         "failing check names the mutated layer; 1 otherwise.",
+        epilog=_models_and_mutants(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_backend_option(mutants)
     _add_setup_options(mutants, many=True)
-    mutants.add_argument("--seed", type=_int_at_least(0), default=0, help="weights and split")
+    mutants.add_argument("--seed", type=_arg(validate.seed), default=0, help="weights and split")
     mutants.add_argument(
         "--only", action="append", metavar="NAME", help="run only this mutant (repeatable)"
     )
     mutants.add_argument(
         "--epochs",
-        type=_int_at_least(0),
+        type=_arg(validate.epochs),
         help="epochs of training in every run (default: none for model bugs, whose first "
         "failure comes before training; 1 for training bugs)",
     )
@@ -273,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"backends to run ({', '.join(keras_backends.BACKENDS)}; repeatable or "
         "comma-separated); default: every installed one",
     )
+    _add_implementation_option(matrix)
     matrix.add_argument(
         "--variant",
         action="append",
@@ -282,16 +363,19 @@ def build_parser() -> argparse.ArgumentParser:
     matrix.add_argument(
         "--dtype", action="append", choices=("float32", "float64"), help="repeatable; default: both"
     )
-    matrix.add_argument("--seed", type=_int_at_least(0), default=0, help="weights and split")
+    matrix.add_argument("--seed", type=_arg(validate.seed), default=0, help="weights and split")
     matrix.add_argument(
-        "--batch-size", type=_int_at_least(1), default=256, help="digits in the compared batch"
+        "--batch-size",
+        type=_arg(validate.batch_size),
+        default=256,
+        help="digits in the compared batch",
     )
     matrix.add_argument(
         "--data", default="bundled", metavar="bundled|keras|synthetic|PATH", help=DATA_HELP
     )
     matrix.add_argument(
         "--epochs",
-        type=_int_at_least(0),
+        type=_arg(validate.epochs),
         default=1,
         help="epochs of side-by-side training in every check (default 1; 0: none)",
     )
@@ -310,38 +394,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="measure honest float disagreement over many seeds and write the tolerance table",
         description="Run the unmutated comparison for every seed, dtype and variant, record the "
         "largest disagreement of every check, and write the tolerance table (the package's "
-        "defaults live in compare/tolerances.json: refresh them with --out "
-        "compare/tolerances.json).",
+        "defaults live in compare/judge/tolerances.json: refresh them with --out "
+        "compare/judge/tolerances.json).",
     )
     _add_backend_option(calibrate)
     _add_setup_options(calibrate, many=True)
     calibrate.add_argument(
-        "--seeds", type=_int_at_least(1), default=20, help="how many seeds (default 20)"
+        "--seeds", type=_arg(validate.seed_count), default=20, help="how many seeds (default 20)"
     )
     calibrate.add_argument(
         "--first-seed",
-        type=_int_at_least(0),
+        type=_arg(validate.seed),
         default=0,
         help="the seeds are FIRST..FIRST+N-1 (default 0); calibrations of disjoint seeds "
         "combine with --merge",
     )
     calibrate.add_argument(
         "--epochs",
-        type=_int_at_least(0),
+        type=_arg(validate.epochs),
         default=5,
         help="epochs of side-by-side training per run: the training envelopes reach the last "
         "step of these (default 5)",
     )
     calibrate.add_argument(
         "--momentum-epochs",
-        type=_int_at_least(0),
+        type=_arg(validate.epochs),
         default=1,
         help="epochs per run with SGD momentum 0.9 (Nesterov on odd seeds) for the momentum "
         "envelopes (default 1)",
     )
     calibrate.add_argument(
         "--safety-factor",
-        type=_finite_float,
+        type=_arg(validate.safety_factor),
         default=SAFETY_FACTOR,
         help=f"tolerance = factor x largest honest disagreement (default {SAFETY_FACTOR:g})",
     )
@@ -375,10 +459,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--variant", choices=sorted(scratch.VARIANTS), default="keras-docs")
     train.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    train.add_argument("--epochs", type=_int_at_least(1), default=20)
-    train.add_argument("--batch-size", type=_int_at_least(1), default=256)
-    train.add_argument("--learning-rate", type=_finite_float, default=0.05)
-    train.add_argument("--momentum", type=_finite_float, default=0.0)
+    train.add_argument("--epochs", type=_arg(validate.epochs, minimum=1), default=20)
+    train.add_argument("--batch-size", type=_arg(validate.batch_size), default=256)
+    train.add_argument("--learning-rate", type=_arg(validate.learning_rate), default=0.05)
+    train.add_argument("--momentum", type=_arg(validate.momentum), default=0.0)
     train.add_argument("--nesterov", action="store_true")
     train.add_argument(
         "--loss-path",
@@ -387,26 +471,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="cross-entropy as Keras computes it on TensorFlow (logits) or JAX/torch "
         "(clipped probabilities); default: logits",
     )
-    train.add_argument("--seed", type=_int_at_least(0), default=0, help="weights, split, shuffle")
+    train.add_argument(
+        "--seed", type=_arg(validate.seed), default=0, help="weights, split, shuffle"
+    )
     train.add_argument(
         "--data", default="bundled", metavar="bundled|keras|synthetic|PATH", help=DATA_HELP
     )
     train.add_argument("--json", type=Path, metavar="FILE", help="also write the history here")
     train.set_defaults(run=run_train)
-    bench.register(commands)
+    _add_bench(commands)
     return parser
 
 
-def _writable(path: Path | None, flag: str) -> None:
-    """Fail before any work when an output file's folder does not exist."""
-    if path is not None and not path.parent.is_dir():
-        raise InputError(f"{flag}: folder {path.parent} does not exist")
+def _output_file(path: Path | None, flag: str) -> None:
+    """Fail before any work when an output file cannot be written (see
+    :func:`compare.inputs.atomic.check_output_file`)."""
+    if path is not None:
+        check_output_file(path, flag)
 
 
 def _run_verdict(args: argparse.Namespace) -> Verdict:
     """The check the options describe; prints its table and verdict line."""
-    from compare.parity import check_parity
-
     verdict = check_parity(
         args.variant,
         args.dtype,
@@ -420,36 +505,37 @@ def _run_verdict(args: argparse.Namespace) -> Verdict:
         atol=dict(args.atol),
         rtol=dict(args.rtol),
         mutant=args.mutant,
+        implementation=args.implementation,
     )
-    print(verdict.table())
-    print(verdict.summary())
+    print(table(verdict))
+    print(summary(verdict))
     return verdict
 
 
 def run_check(args: argparse.Namespace) -> int:
-    _writable(args.json, "--json")
+    _output_file(args.json, "--json")
+    if args.dry_run:
+        if args.json is not None:
+            raise InputError("--dry-run judges nothing: it takes no --json")
+        return run_dry(args)
     verdict = _run_verdict(args)
     if args.json is not None:
         write_text_atomic(args.json, json.dumps(verdict.as_dict(), indent=2) + "\n")
-        print(f"wrote {args.json}")
+        print(f"wrote {shown(args.json)}")
     return 0 if verdict.passed else 1
 
 
 def run_report(args: argparse.Namespace) -> int:
     if args.out == DEFAULT_REPORT_OUT:
         args.out.parent.mkdir(exist_ok=True)
-    _writable(args.out, "--out")
-    from compare.report import write_report
-
+    check_output_folder(args.out, "--out")
     verdict = _run_verdict(args)
-    print(f"wrote {write_report(verdict, args.out)}")
+    print(f"wrote {shown(write_report(verdict, args.out))}")
     return 0 if verdict.passed else 1
 
 
 def run_mutants(args: argparse.Namespace) -> int:
-    _writable(args.json, "--json")
-    from compare.mutants import run_catalogue
-
+    _output_file(args.json, "--json")
     results = run_catalogue(
         variants=args.variant or sorted(scratch.VARIANTS),
         dtypes=args.dtype or ["float32", "float64"],
@@ -467,17 +553,15 @@ def run_mutants(args: argparse.Namespace) -> int:
     )
     if args.json is not None:
         write_text_atomic(args.json, json.dumps({"passed": ok, "runs": results}, indent=2) + "\n")
-        print(f"wrote {args.json}")
+        print(f"wrote {shown(args.json)}")
     return 0 if ok else 1
 
 
 def run_matrix(args: argparse.Namespace) -> int:
     if args.out == DEFAULT_MATRIX_OUT:
         args.out.parent.mkdir(exist_ok=True)
-    _writable(args.out, "--out")
-    from compare.matrix import MatrixConfig, run_matrix, write_matrix
-
-    config = MatrixConfig(
+    check_output_folder(args.out, "--out")
+    config = backend_matrix.MatrixConfig(
         backends=tuple(keras_backends.parse_list(args.backends)),
         variants=tuple(dict.fromkeys(args.variant or ["keras-docs"])),
         dtypes=tuple(dict.fromkeys(args.dtype or ["float32", "float64"])),
@@ -485,21 +569,19 @@ def run_matrix(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         data=args.data,
         epochs=args.epochs,
+        implementation=args.implementation,
     )
-    matrix = run_matrix(config, progress=lambda line: print(line, flush=True))
+    matrix = backend_matrix.run_matrix(config, progress=lambda line: print(line, flush=True))
     print(matrix.frame().to_string(index=False))
     print(matrix.summary())
-    print(f"wrote {write_matrix(matrix, args.out)}")
+    print(f"wrote {shown(backend_matrix.write_matrix(matrix, args.out))}")
     return 0 if matrix.passed else 1
 
 
 def run_calibrate(args: argparse.Namespace) -> int:
     if args.out == DEFAULT_CALIBRATION_OUT:
         args.out.parent.mkdir(exist_ok=True)
-    _writable(args.out, "--out")
-    if args.safety_factor < 1:
-        raise InputError(f"--safety-factor must be >= 1, got {args.safety_factor}")
-    from compare.calibrate import calibrate, merge, read_previous
+    check_output_file(args.out, "--out")
 
     if args.merge:
         for dest, default in args.measuring_defaults.items():
@@ -518,7 +600,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         merged = merge(parts, read_previous(args.out))
         return _write_calibration(merged, args.out, [b for _, t in parts for b in t["runs"]])
     table = calibrate(
-        range(args.first_seed, args.first_seed + args.seeds),
+        validate.seed_range(args.first_seed, args.seeds),
         args.dtype or ["float32", "float64"],
         args.variant or sorted(scratch.VARIANTS),
         batch_size=args.batch_size,
@@ -541,7 +623,7 @@ def _write_calibration(table: dict[str, Any], out: Path, written: Sequence[str])
                 for name, tol in checks.items():
                     print(f"{backend:<11} {dtype:<8} {kind:<18} {name:<17} {_describe(tol)}")
     write_text_atomic(out, json.dumps(table, indent=2) + "\n")
-    print(f"wrote {out}")
+    print(f"wrote {shown(out)}")
     return 0
 
 
@@ -556,8 +638,41 @@ def _describe(tolerance: dict[str, Any]) -> str:
     )
 
 
+def run_spec(args: argparse.Namespace) -> int:
+    _output_file(args.json, "--json")
+    spec = model_spec(
+        args.variant,
+        args.dtype,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        momentum=args.momentum,
+        nesterov=args.nesterov,
+    )
+    print(spec.describe())
+    print(arrays_table(spec))
+    if args.json is not None:
+        write_text_atomic(args.json, json.dumps(spec.as_dict(), indent=2) + "\n")
+        print(f"wrote {shown(args.json)}")
+    return 0
+
+
+def run_dry(args: argparse.Namespace) -> int:
+    breaches = dry_run(
+        args.implementation,
+        args.variant,
+        args.dtype,
+        seed=args.seed,
+        momentum=args.momentum,
+        nesterov=args.nesterov,
+    )
+    for line in breaches.lines:
+        print(line)
+    print(breaches.summary())
+    return 0 if breaches.ok else 2
+
+
 def run_train(args: argparse.Namespace) -> int:
-    _writable(args.json, "--json")
+    _output_file(args.json, "--json")
     data = load_data(args.data, seed=args.seed, dtype=args.dtype)
     try:
         model = scratch.build_lenet5(
@@ -617,15 +732,102 @@ def run_train(args: argparse.Namespace) -> int:
             "history": history.as_dict(),
         }
         write_text_atomic(args.json, json.dumps(record, indent=2) + "\n")
-        print(f"wrote {args.json}")
+        print(f"wrote {shown(args.json)}")
     return 0
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the new one, never half
-    of one (see :func:`compare.weights.atomic_output`)."""
-    with atomic_output(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+def _add_bench(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """The ``bench`` command."""
+    command = commands.add_parser(
+        "bench",
+        help="time scratch against every Keras backend: training, inference, memory",
+        description="Train the scratch LeNet-5 and the Keras one on each backend (each in its "
+        "own process) on the same digits in the same batches from the same weights, float32; "
+        "after one warm-up epoch, time --epochs epochs per repeat, the repeats interleaved "
+        "across implementations, and print seconds per epoch, images/s, GFLOP/s, its share of "
+        "the machine's sgemm rate, peak memory, scratch/backend and inference images/s. "
+        "A benchmark: timings depend on the machine and its load. Exit 0, or 2 on bad input "
+        "or a failed worker.",
+    )
+    command.add_argument(
+        "--backends",
+        action="append",
+        metavar="NAME[,NAME...]",
+        help=f"Keras backends to time next to scratch ({', '.join(keras_backends.BACKENDS)}; "
+        "repeatable or comma-separated); default: every installed one",
+    )
+    command.add_argument(
+        "--epochs",
+        type=_arg(validate.epochs, minimum=1),
+        default=1,
+        help="timed epochs per repeat (default 1)",
+    )
+    command.add_argument(
+        "--repeats",
+        type=_arg(validate.repeats),
+        default=5,
+        help="interleaved repeats; the median and spread are over these (default 5)",
+    )
+    command.add_argument(
+        "--batch-size",
+        type=_arg(validate.batch_size),
+        default=256,
+        help="digits per training batch (default 256)",
+    )
+    command.add_argument(
+        "--digits",
+        type=_arg(validate.count, name="digits"),
+        metavar="N",
+        help="train on the first N of the 8,000 bundled training digits (default: all)",
+    )
+    command.add_argument(
+        "--seed", type=_arg(validate.seed), default=0, help="weights, split and batch order"
+    )
+    command.add_argument(
+        "--json",
+        type=Path,
+        default=bench.DEFAULT_JSON,
+        metavar="FILE",
+        help=f"every raw timing and the machine (default {bench.DEFAULT_JSON})",
+    )
+    command.add_argument(
+        "--plot",
+        type=Path,
+        default=bench.DEFAULT_PLOT,
+        metavar="FILE",
+        help=f"PNG: seconds per epoch and inference images/s, every repeat a point (default "
+        f"{bench.DEFAULT_PLOT})",
+    )
+    command.set_defaults(run=run_bench)
+
+
+def _output_path(path: Path, default: Path, flag: str) -> None:
+    """The default folder is made; any other output folder must exist."""
+    if path == default:
+        path.parent.mkdir(exist_ok=True)
+    check_output_file(path, flag)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """The ``bench`` command: run, print the table, write the JSON and the plot."""
+    _output_path(args.json, bench.DEFAULT_JSON, "--json")
+    _output_path(args.plot, bench.DEFAULT_PLOT, "--plot")
+    config = bench.BenchConfig(
+        backends=tuple(keras_backends.parse_list(args.backends)),
+        epochs=args.epochs,
+        repeats=args.repeats,
+        batch_size=args.batch_size,
+        digits=args.digits,
+        seed=args.seed,
+    )
+    print(f"bench: {', '.join(bench.label(n) for n in config.implementations)}", flush=True)
+    result = bench.run(config, show_progress=sys.stdout.isatty())
+    print(result.headline())
+    print(result.frame().to_string(index=False))
+    bench.write_json(result, args.json)
+    bench.plot(result, args.plot)
+    print(f"wrote {shown(args.json)} and {shown(args.plot)}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -642,6 +844,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    except ImplementationError as exc:  # the user's own code raised: show them where
+        if exc.__cause__ is not None:
+            traceback.print_exception(exc.__cause__, file=sys.stderr)
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

@@ -15,3 +15,20 @@ class InputError(ValueError):
         if "\n" in message:
             raise AssertionError(f"InputError messages are one line. Received: {message!r}")
         super().__init__(message)
+
+
+class ProtocolError(InputError):
+    """An implementation that breaks the protocol (docs/protocol.md): it cannot be imported, a
+    required method is missing, or a method returns something of the wrong kind. One line
+    naming the method and what was wrong; the CLI exits 2."""
+
+
+class ImplementationError(Exception):
+    """An exception raised inside the user's own implementation code. ``__cause__`` is the
+    user's exception with its traceback; the CLI prints that traceback and exits 3."""
+
+    def __init__(self, method: str, cause: BaseException) -> None:
+        self.method = method
+        super().__init__(
+            f"the implementation raised {type(cause).__name__} in {method} (traceback above)"
+        )

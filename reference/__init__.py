@@ -20,6 +20,7 @@ from reference.model import (
     evaluate,
     get_weights,
     layer_outputs,
+    predict,
     set_weights,
     train_step,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "evaluate",
     "get_weights",
     "layer_outputs",
+    "predict",
     "set_weights",
     "train_step",
 ]

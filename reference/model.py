@@ -189,3 +189,8 @@ def evaluate(
         loss_sum += float(logs["loss"]) * len(xb)
         accuracy_sum += float(logs["accuracy"]) * len(xb)
     return loss_sum / n, accuracy_sum / n
+
+
+def predict(model: keras.Model, x: np.ndarray) -> np.ndarray:
+    """The model's output (the probabilities) for one inference pass, as a NumPy array."""
+    return to_numpy(model(np.asarray(x), training=False))

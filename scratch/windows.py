@@ -25,7 +25,7 @@ grows with the image width — right for LeNet's 28×28 digits, not for wide ima
 
 ``correlate`` and ``correlate_input_grad`` are the forward and input-gradient entry points;
 ``correlate`` also returns the im2col matrix for callers that form a kernel gradient from it
-(compare.mutants does); Conv2D uses ``correlate_rows``.
+(compare.sides.mutants does); Conv2D uses ``correlate_rows``.
 """
 
 from __future__ import annotations
@@ -243,6 +243,6 @@ def correlate_input_grad(
 def correlate(xp: Array, kernel: Array, s: tuple[int, int]) -> tuple[Array, Array]:
     """``correlate_rows``'s output, with the im2col matrix (N·Ho·Wo, kh·kw·C) instead of the row
     matrix: ``im2col.T @ dout.reshape(-1, F)`` is the kernel gradient in HWIO order reshaped to
-    (kh·kw·C, F). Conv2D does not use it (it keeps the cheaper rows); compare.mutants does."""
+    (kh·kw·C, F). Conv2D does not use it (it keeps the cheaper rows); compare.sides.mutants does."""
     out, _ = correlate_rows(xp, kernel, s)
     return out, im2col(xp, kernel.shape[:2], s)

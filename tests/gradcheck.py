@@ -11,7 +11,7 @@ means the gradient is right, 1e-5 deserves a look and 1e-3 is a bug. ``THRESHOLD
 1e-7.
 
 The step size ``H`` and the central differences are lenet-parity's own
-(``compare.finite_difference``, where the choice of h = 1e-5 is measured and explained).
+(``compare.parity.finite_difference``, where the choice of h = 1e-5 is measured and explained).
 
 Large tensors are checked on a seeded random sample of at most ``MAX_ENTRIES`` entries.
 """
@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from compare.finite_difference import H, numerical_gradient, sample_indices
+from compare.parity.finite_difference import H, numerical_gradient, sample_indices
 
 # Andrew Ng's gradient-checking threshold (Deep Learning Specialization, course 2, week 1).
 THRESHOLD = 1e-7

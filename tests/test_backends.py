@@ -17,13 +17,17 @@ import pytest
 
 import reference
 import scratch
-from compare import keras_backends
-from compare import matrix as cross
 from compare.cli import main
 from compare.errors import InputError
-from compare.parity import check_parity
-from compare.tolerances import Envelope, Tolerance, between_references
-from compare.weights import initial_weights
+from compare.inputs.atomic import REPORT_MARKER
+from compare.inputs.weights import initial_weights
+from compare.judge.tolerances import Envelope, Tolerance, between_references
+from compare.output.text import summary
+from compare.parity.run import check_parity
+from compare.sides import backends as keras_backends
+from compare.tools import matrix as cross
+
+pytestmark = pytest.mark.keras
 
 OTHERS = [b for b in keras_backends.BACKENDS if b != on_backend.NAME]
 
@@ -89,7 +93,9 @@ def test_check_runs_on_another_installed_backend_in_its_own_process(backend: str
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "PASS: scratch matches Keras on all 31 checks (keras-docs, float64" in done.stdout
+    # 31 checks, of which the two conv biases' finite differences are n/a (relu kinks)
+    passed = "PASS: scratch matches Keras on all 29 compared checks (2 n/a) (keras-docs, float64"
+    assert passed in done.stdout
     assert f", {backend})" in done.stdout
 
 
@@ -100,7 +106,7 @@ def test_a_check_on_jax_or_torch_does_not_import_tensorflow(backend: str) -> Non
     if not keras_backends.is_installed(backend):
         pytest.skip(f"the {backend} backend is not installed here (tox -e keras-{backend})")
     program = (
-        "import sys; from compare.parity import check_parity; "
+        "import sys; from compare.parity.run import check_parity; "
         "assert check_parity('keras-docs', 'float32', epochs=0).passed; "
         "print('tensorflow imported:', 'tensorflow' in sys.modules)"
     )
@@ -198,7 +204,7 @@ def test_two_references_are_judged_against_the_sum_of_their_tolerances() -> None
 @pytest.fixture(scope="module")
 def run_here() -> cross._Run:
     verdict = check_parity("keras-docs", "float64", epochs=1)
-    assert verdict.passed, verdict.summary()
+    assert verdict.passed, summary(verdict)
     return cross._Run(verdict.as_dict(), verdict.pairs)
 
 
@@ -224,7 +230,7 @@ def test_backend_vs_backend_names_the_check_where_they_part(
     labels = [c.label for c in matrix.cells]
     assert labels == ["scratch vs tensorflow", "scratch vs jax", "tensorflow vs jax"]
     between = matrix.cells[-1]
-    assert [c.name for c in between.checks if not c.passed] == ["fc2"]
+    assert [c.name for c in between.checks if c.failed] == ["fc2"]
     assert {c.kind for c in between.checks} == {"forward", "gradient", "training"}
     assert not matrix.passed and "tensorflow vs jax keras-docs float64" in matrix.summary()
     same = cross.build(config, {"tensorflow": results["tensorflow"], "jax": results["tensorflow"]})
@@ -241,6 +247,7 @@ def test_the_matrix_report_is_written(run_here: cross._Run, tmp_path: Path) -> N
         "report.md",
         "index.html",
         "heatmap.png",
+        REPORT_MARKER,
     }
     assert (out / "heatmap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     record = json.loads((out / "matrix.json").read_text("utf-8"))
@@ -274,7 +281,7 @@ def test_float64_on_jax_without_x64_is_refused() -> None:
         pytest.skip("the jax backend is not installed here (tox -e keras-jax)")
     code = (
         "from compare.errors import InputError\n"
-        "from compare.parity import check_parity\n"
+        "from compare.parity.run import check_parity\n"
         "try:\n"
         "    check_parity(dtype='float64', epochs=0)\n"
         "except InputError as exc:\n"

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 import scratch
-from compare import bench, keras_backends
 from compare.cli import main
+from compare.sides import backends as keras_backends
+from compare.tools import bench
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

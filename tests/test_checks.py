@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from compare.checks import Tolerance, compare_arrays, error_profile
+from compare.judge.checks import Tolerance, compare_arrays, error_profile
 
 TOL = Tolerance(atol=1e-6, rtol=1e-3)
 

@@ -24,7 +24,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 def test_console_script_points_at_main() -> None:
     (script,) = [e for e in entry_points(group="console_scripts") if e.name == "lenet-parity"]
-    assert script.value == "compare.cli:main"
+    assert script.value == "compare.entry:main"
 
 
 def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:

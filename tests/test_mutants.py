@@ -16,10 +16,14 @@ import numpy as np
 import pytest
 
 import scratch
-from compare import curves, mutants
 from compare.cli import main
-from compare.data import load_data
-from compare.parity import check_parity
+from compare.inputs.data import load_data
+from compare.output.text import summary, table
+from compare.parity import training as curves
+from compare.parity.run import check_parity
+from compare.sides import mutants
+
+pytestmark = pytest.mark.keras
 
 VARIANTS = sorted(scratch.VARIANTS)
 LAYERS = {"loss", "input", *(layer.name for layer in scratch.build_lenet5().layers)}
@@ -71,11 +75,11 @@ def _assert_caught_and_localised(name: str, variant: str, dtype: str, seed: int)
         **mutant.settings,  # type: ignore[arg-type]
     )
     first = verdict.first_failure
-    assert not verdict.passed, f"{name} escaped: {verdict.summary()}"
+    assert not verdict.passed, f"{name} escaped: {summary(verdict)}"
     assert first is not None
     assert mutants.localised(mutant, first), (
         f"{name}: first failure at {first.kind} {first.name!r} (step {first.step}), expected "
-        f"{mutant.layer!r}\n{verdict.table()}"
+        f"{mutant.layer!r}\n{table(verdict)}"
     )
 
 
@@ -169,7 +173,7 @@ def test_optimizer_mutant_patches_only_its_instance(name: str) -> None:
 # -- the parity check catches and localises each one -------------------------------------------
 def test_unmutated_check_passes() -> None:
     verdict = check_parity("keras-docs", "float64", epochs=0)
-    assert verdict.passed, verdict.summary()
+    assert verdict.passed, summary(verdict)
     assert verdict.first_failure is None
 
 

@@ -11,13 +11,16 @@ import pytest
 
 import scratch
 from compare import assert_parity, check_parity
-from compare.calibrate import POOLED_KINDS, PROFILE_FIELDS, measure
-from compare.checks import Tolerance
 from compare.cli import main
 from compare.errors import InputError
-from compare.keras_backends import BACKENDS
-from compare.parity import CheckConfig
-from compare.tolerances import SAFETY_FACTOR, Envelope, derive, load_table
+from compare.judge.checks import Tolerance
+from compare.judge.tolerances import SAFETY_FACTOR, Envelope, derive, load_table
+from compare.output.text import summary, table
+from compare.parity.config import CheckConfig
+from compare.sides.backends import BACKENDS
+from compare.tools.calibrate import POOLED_KINDS, PROFILE_FIELDS, measure
+
+pytestmark = pytest.mark.keras
 
 VARIANTS = sorted(scratch.VARIANTS)
 DTYPES = ["float32", "float64"]
@@ -35,9 +38,9 @@ PARAMS_BACKWARD = [
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_parity_holds_on_real_digits(variant: str, dtype: str) -> None:
     verdict = check_parity(variant, dtype)
-    assert verdict.passed, verdict.summary() + "\n" + verdict.table()
+    assert verdict.passed, summary(verdict) + "\n" + table(verdict)
     assert verdict.first_failure is None
-    assert verdict.summary().startswith("PASS")
+    assert summary(verdict).startswith("PASS")
 
 
 def test_checks_come_in_data_flow_order() -> None:
@@ -69,7 +72,8 @@ def test_float64_errors_are_tiny_and_finite_differences_are_real() -> None:
     # crosses the kink (seed 0: conv1/bias and conv2/bias both have none).
     assert all(n == 5 for name, n in sampled.items() if not name.endswith("/bias")), sampled
     assert all(n == 5 for name, n in sampled.items() if name.startswith("f")), sampled
-    assert "n/a (every tried entry on a relu kink)" in verdict.table()
+    assert "n/a (every tried entry sits on a relu kink" in table(verdict)
+    assert {c.name for c in verdict.checks if c.status == "n/a"} <= {"conv1/bias", "conv2/bias"}
 
 
 def test_two_runs_give_identical_verdicts() -> None:
@@ -89,9 +93,8 @@ def test_tolerance_overrides_and_assert_parity() -> None:
     assert first.kind == "forward"
     assert (verdict.first_failure.kind, verdict.first_failure.name) == ("forward", first.name)
     assert all(c.atol == 0.0 and c.rtol == 0.0 for c in verdict.checks)
-    with pytest.raises(
-        AssertionError, match=rf"(?s)FAIL: first divergence at forward '{first.name}'.*check"
-    ):
+    failure = rf"(?s)FAIL: scratch's first divergence at forward '{first.name}'.*check"
+    with pytest.raises(AssertionError, match=failure):
         assert_parity(
             "keras-docs", "float32", epochs=0, tolerances={"forward": Tolerance(0.0, 0.0)}
         )
@@ -162,7 +165,7 @@ def test_a_rerun_of_one_calibration_seed_stays_within_the_recorded_measurements(
 
 
 def _profile(row: dict[str, float]):  # type: ignore[no-untyped-def]
-    from compare.checks import ErrorProfile
+    from compare.judge.checks import ErrorProfile
 
     return ErrorProfile(*(row[f] for f in PROFILE_FIELDS))
 
@@ -185,7 +188,9 @@ def test_check_command_prints_the_table_and_writes_the_schema(
     verdict = json.loads(out.read_text())
     assert set(verdict) == {
         "schema_version",
+        "protocol_version",
         "passed",
+        "counts",
         "config",
         "environment",
         "checks",
@@ -194,6 +199,8 @@ def test_check_command_prints_the_table_and_writes_the_schema(
         "timing",
     }
     assert verdict["passed"] is True and verdict["first_failure"] is None
+    assert verdict["schema_version"] == 2 and verdict["config"]["implementation"] == "scratch"
+    assert {c["status"] for c in verdict["checks"]} <= {"pass", "n/a"}
     assert verdict["config"]["dtype"] == "float64" and verdict["config"]["weights"] is None
     env = verdict["environment"]
     assert env["backend"] == on_backend.NAME
@@ -212,6 +219,7 @@ def test_check_command_prints_the_table_and_writes_the_schema(
         "rtol",
         "worst_index",
         "n_bad",
+        "status",
     }
 
 
@@ -228,12 +236,12 @@ def test_check_command_exits_1_when_parity_fails(
     assert verdict["passed"] is False
     # the first check that is not bit-identical: conv1, or pool1 on JAX (see above)
     first = next(c for c in verdict["checks"] if c["max_abs_err"] != 0.0)
-    assert f"FAIL: first divergence at forward '{first['name']}'" in printed
+    assert f"FAIL: scratch's first divergence at forward '{first['name']}'" in printed
     assert verdict["first_failure"] == {"kind": "forward", "name": first["name"], "step": None}
 
 
 def test_check_command_reads_weights_files(tmp_path: Path) -> None:
-    from compare.weights import initial_weights, save_weights
+    from compare.inputs.weights import initial_weights, save_weights
 
     path = tmp_path / "w.npz"
     save_weights(path, initial_weights("classic", "float64", 7), "classic", "float64")
@@ -249,13 +257,13 @@ def test_check_command_reads_weights_files(tmp_path: Path) -> None:
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_no_false_alarm(variant: str, dtype: str, seed: int) -> None:
     verdict = check_parity(variant, dtype, seed=seed)
-    assert verdict.passed, verdict.summary() + "\n" + verdict.table()
+    assert verdict.passed, summary(verdict) + "\n" + table(verdict)
 
 
 def test_a_wrong_shaped_gradient_is_reported_not_a_crash() -> None:
-    from compare.mutants import Mutant
-    from compare.parity import collect, judge
-    from compare.tolerances import defaults
+    from compare.judge.tolerances import defaults
+    from compare.parity.run import collect_for, judge
+    from compare.sides.mutants import Mutant
 
     def bias_grad_per_sample(model: scratch.Sequential) -> None:
         layer = model.get_layer("fc1")
@@ -271,9 +279,9 @@ def test_a_wrong_shaped_gradient_is_reported_not_a_crash() -> None:
     bug = Mutant(
         "bias-grad-per-sample", "fc1's bias gradient per sample", "fc1", bias_grad_per_sample
     )
-    pairs, _ = collect(CheckConfig(dtype="float64", epochs=0), mutant=bug)
+    pairs, _ = collect_for(CheckConfig(dtype="float64", epochs=0), mutant=bug)
     checks = judge(pairs, defaults(on_backend.NAME, "float64"))
-    failed = [(c.kind, c.name, c.problem) for c in checks if not c.passed]
+    failed = [(c.kind, c.name, c.problem) for c in checks if c.failed]
     assert failed == [
         ("gradient", "fc1/bias", "shape (256,) != expected (120,)"),
         # the finite differences run on the first FD_BATCH (32) digits

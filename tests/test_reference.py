@@ -9,6 +9,8 @@ import pytest
 import reference
 import scratch
 
+pytestmark = pytest.mark.keras
+
 LAYERS = ["conv1", "pool1", "conv2", "pool2", "flatten", "fc1", "fc2", "output"]
 
 

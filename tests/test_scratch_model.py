@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from gradcheck import MAX_ENTRIES, THRESHOLD, check_model, gradcheck, numerical_gradient
 
-from compare.finite_difference import sample_indices
+from compare.parity.finite_difference import sample_indices
 from scratch import (
     EPSILON,
     SGD,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 import scratch
-from compare.data import load_data
+from compare.inputs.data import load_data
 
 
 def test_keras_docs_recipe_learns_bundled_digits() -> None:

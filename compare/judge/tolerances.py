@@ -1,8 +1,8 @@
 """The tolerances: one pair (atol, rtol) per Keras backend, dtype, kind and check — all measured.
 
-The defaults are read from ``compare/tolerances.json``, which ``lenet-parity calibrate``
+The defaults are read from ``compare/judge/tolerances.json``, which ``lenet-parity calibrate``
 writes: it runs the unmutated comparison over many seeds and both variants, keeps for every
-check its largest honest disagreement (:class:`compare.checks.ErrorProfile`) and sets
+check its largest honest disagreement (:class:`compare.judge.checks.ErrorProfile`) and sets
 
     atol = SAFETY_FACTOR × (largest absolute error of the check)
     rtol = SAFETY_FACTOR × (largest relative error of the check's large elements)
@@ -18,7 +18,7 @@ Calibration measures it at every recorded step, takes the running maximum over t
 envelope never shrinks) and applies the same safety factor. A step beyond the calibrated ones
 has no tolerance: the check refuses it rather than guess.
 
-Rerun ``lenet-parity calibrate --out compare/tolerances.json`` to refresh the table; a test
+Rerun ``lenet-parity calibrate --out compare/judge/tolerances.json`` to refresh the table; a test
 checks that the defaults are what the recorded measurements and safety factor give. Any
 tolerance can be overridden per kind (``check_parity(tolerances=..., atol=..., rtol=...)``,
 ``lenet-parity check --atol/--rtol``).
@@ -37,8 +37,8 @@ from typing import Any, Final
 
 import numpy as np
 
-from compare.checks import KINDS, ErrorProfile, PerElement, Tolerance
 from compare.errors import InputError
+from compare.judge.checks import KINDS, ErrorProfile, PerElement, Tolerance
 
 TABLE_RESOURCE: Final = "tolerances.json"
 # Ten times the largest honest disagreement seen in calibration: room for seeds, batches and
@@ -119,7 +119,7 @@ def derive(profile: ErrorProfile, safety: float) -> Tolerance:
 @functools.cache
 def load_table() -> dict[str, Any]:
     """The calibration table shipped with the package."""
-    text = importlib.resources.files("compare").joinpath(TABLE_RESOURCE).read_text("utf-8")
+    text = importlib.resources.files("compare.judge").joinpath(TABLE_RESOURCE).read_text("utf-8")
     table: dict[str, Any] = json.loads(text)
     return table
 
@@ -140,6 +140,19 @@ def defaults(backend: str, dtype: str) -> Tolerances:
         for kind, checks in kinds.items()
         for name, tol in checks.items()
     }
+
+
+def at_steps(
+    tolerances: Mapping[tuple[str, str], AnyTolerance],
+    key: tuple[str, str],
+    steps: np.ndarray | None,
+) -> Tolerance | PerElement:
+    """A check's tolerance; an envelope evaluated at each element's step."""
+    tol = tolerances[key]
+    if isinstance(tol, Envelope):
+        assert steps is not None, f"{key} has an envelope tolerance but no steps"
+        return tol.over(steps, f"{key[0]} {key[1]!r}")
+    return tol
 
 
 def for_pairs(

@@ -2,7 +2,7 @@
 
 Keras and scratch could agree on a wrong gradient only if both were wrong the same way; a
 numerical derivative of the scratch loss itself cannot share a backward-pass bug, so the parity
-check compares the scratch gradients with it on sampled entries (see ``compare.parity``), and
+check compares the scratch gradients with it on sampled entries (see ``compare.parity.run``), and
 the test suite's gradient checks use the same functions.
 
 Step size ``H = 1e-5``. The central difference (f(w+h) − f(w−h)) / (2h) has a truncation error

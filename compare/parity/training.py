@@ -3,13 +3,13 @@ sequence of batches, and every step is recorded on both sides.
 
 The batches come from one seeded shuffle made here (:func:`schedule`) and are fed to both
 sides; neither side shuffles, and neither reports a running mean: after every step each side
-gives the batch's loss and accuracy *before* the update (what a Keras train step reports). At
+gives the batch's loss *before* the update (what a Keras train step reports). At
 the snapshot steps — 1, 10 and every epoch end — every parameter is copied after the update,
 and after every epoch the held-out loss and accuracy are measured.
 
 :class:`Curves` turns the two recordings into the ``training`` pairs of the parity check, each
 element labelled with the step it was recorded at, so that the step-dependent envelope of
-:mod:`compare.tolerances` can judge it and the verdict can say at which step the curves leave
+:mod:`compare.judge.tolerances` can judge it and the verdict can say at which step the curves leave
 it.
 """
 
@@ -18,14 +18,14 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Final, Protocol
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from compare.checks import Pair, PerElement, Tolerance
+from compare.judge.checks import Pair, PerElement, Tolerance
 
 SNAPSHOT_STEPS: Final = (1, 10)  # besides every epoch end
 STEP_LOSS: Final = "step loss"
@@ -74,29 +74,60 @@ def schedule(n: int, batch_size: int, epochs: int, seed: int) -> Schedule:
     return Schedule(batches, steps_per_epoch=-(-n // batch_size), epochs=epochs)
 
 
+# Keras's epsilon (keras/src/backend/config.py: 1e-7), by which its probability path clips.
+EPSILON: Final = 1e-7
+
+
 class Trainee(Protocol):
-    """One side of the comparison, as the recorder sees it."""
+    """One side of the comparison, as the recorder sees it (both sides alike)."""
 
-    def step(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-        """One optimiser step; the batch's loss and accuracy before the update."""
+    def step(self, x: np.ndarray, y: np.ndarray) -> float:
+        """One optimiser step; the batch's loss before the update."""
         ...
 
-    def weights(self) -> dict[str, np.ndarray]:
-        """Copies of the trainable parameters, keyed ``"<layer>/<param>"``."""
+    def weights(self) -> dict[str, np.ndarray] | None:
+        """Copies of the trainable parameters, keyed ``"<layer>/<param>"`` in Keras's layout;
+        None when this side cannot tell."""
         ...
 
-    def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-        """Held-out loss and accuracy."""
+    def predict(self, x: np.ndarray) -> np.ndarray | None:
+        """The probabilities at inference; None when this side does not give them."""
         ...
+
+
+def heldout_metrics(
+    predict: Callable[[np.ndarray], np.ndarray | None],
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+) -> tuple[float, float]:
+    """Held-out loss and accuracy from the probabilities, by one function for both sides: the
+    cross-entropy of the probabilities renormalised and clipped to [EPSILON, 1 − EPSILON] (as
+    Keras's probability path computes it), in float64, and the categorical accuracy. NaN when
+    the side gives no probabilities of the right shape."""
+    n = len(x)
+    if n == 0:
+        raise ValueError("held-out metrics need at least one sample. Received: len(x)=0")
+    loss_sum = correct = 0.0
+    for start in range(0, n, batch_size):
+        xb, yb = x[start : start + batch_size], y[start : start + batch_size]
+        probs = predict(xb)
+        if probs is None or probs.shape != yb.shape:
+            return float("nan"), float("nan")
+        p = probs.astype(np.float64)
+        with np.errstate(all="ignore"):  # a broken side's NaN or zeros are compared, not raised
+            p = np.clip(p / p.sum(axis=-1, keepdims=True), EPSILON, 1 - EPSILON)
+            loss_sum += float(-(yb * np.log(p)).sum())
+        correct += float(np.sum(p.argmax(axis=-1) == yb.argmax(axis=-1)))
+    return loss_sum / n, correct / n
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Recording:
     """What one side did. ``params[key]`` stacks the snapshots: shape ``(S, *param.shape)``
-    for the S snapshot steps of the schedule."""
+    for the S snapshot steps of the schedule (empty when the side gives no weights)."""
 
     step_loss: np.ndarray  # (steps,) float64
-    step_accuracy: np.ndarray  # (steps,) float64
     params: dict[str, np.ndarray]
     heldout_loss: np.ndarray  # (epochs,) float64
     heldout_accuracy: np.ndarray  # (epochs,) float64
@@ -111,34 +142,38 @@ def record(
     heldout: tuple[np.ndarray, np.ndarray],
     *,
     label: str,
+    batch_size: int,
 ) -> Recording:
     """Train ``trainee`` through ``plan`` and record everything (see the module docstring). A
     progress bar shows on stderr when stdout is a terminal; CI stays quiet."""
     started = time.perf_counter()
     snapshots = set(plan.snapshot_steps())
     ends = set(plan.epoch_ends())
-    loss, accuracy, heldout_loss, heldout_accuracy = [], [], [], []
+    loss, heldout_loss, heldout_accuracy = [], [], []
     taken: list[dict[str, np.ndarray]] = []
     bar = tqdm(
         total=plan.steps, desc=label, unit="step", leave=False, disable=not sys.stdout.isatty()
     )
     with bar:
         for step, idx in enumerate(plan.batches, start=1):
-            batch_loss, batch_accuracy = trainee.step(x[idx], y[idx])
-            loss.append(batch_loss)
-            accuracy.append(batch_accuracy)
+            loss.append(trainee.step(x[idx], y[idx]))
             if step in snapshots:
-                taken.append(trainee.weights())
+                taken.append(trainee.weights() or {})
             if step in ends:
-                h_loss, h_acc = trainee.evaluate(*heldout)
+                h_loss, h_acc = heldout_metrics(trainee.predict, *heldout, batch_size)
                 heldout_loss.append(h_loss)
                 heldout_accuracy.append(h_acc)
             bar.update()
+    keys = [k for k in taken[0] if all(k in snap for snap in taken)] if taken else []
+    params = {}
+    for key in keys:
+        shapes = {snap[key].shape for snap in taken}
+        if len(shapes) == 1:
+            # S snapshots of (*param.shape) -> (S, *param.shape)
+            params[key] = np.stack([snap[key] for snap in taken])
     return Recording(
         step_loss=np.array(loss, dtype=np.float64),
-        step_accuracy=np.array(accuracy, dtype=np.float64),
-        # S snapshots of (*param.shape) -> (S, *param.shape)
-        params={key: np.stack([snap[key] for snap in taken]) for key in taken[0]},
+        params=params,
         heldout_loss=np.array(heldout_loss, dtype=np.float64),
         heldout_accuracy=np.array(heldout_accuracy, dtype=np.float64),
         seconds=time.perf_counter() - started,
@@ -150,7 +185,7 @@ class Curves:
     """The two recordings of one training comparison."""
 
     plan: Schedule
-    scratch: Recording
+    implementation: Recording
     reference: Recording
     heldout_size: int
 
@@ -162,9 +197,11 @@ class Curves:
         steps = np.arange(1, self.plan.steps + 1)
         snapshot_steps = np.array(self.plan.snapshot_steps())
         ends = np.array(self.plan.epoch_ends())
-        ours, theirs = self.scratch, self.reference
+        ours, theirs = self.implementation, self.reference
         named = [(STEP_LOSS, ours.step_loss, theirs.step_loss, steps)]
         for key, stacked in theirs.params.items():
+            if key not in ours.params:  # the parity check reports it missing or skipped
+                continue
             # one step per snapshot, broadcast over the parameter's axes: (S, 1, ..., 1)
             at = snapshot_steps.reshape(-1, *([1] * (stacked.ndim - 1)))
             named.append((key, ours.params[key], stacked, at))
@@ -192,16 +229,14 @@ class Curves:
             {
                 "step": steps,
                 "epoch": (steps - 1) // self.plan.steps_per_epoch + 1,
-                "scratch_loss": self.scratch.step_loss,
+                "implementation_loss": self.implementation.step_loss,
                 "reference_loss": self.reference.step_loss,
-                "abs_diff": np.abs(self.scratch.step_loss - self.reference.step_loss),
+                "abs_diff": np.abs(self.implementation.step_loss - self.reference.step_loss),
             }
         )
         if loss_tolerance is not None:
             frame["atol"] = np.broadcast_to(loss_tolerance.atol, steps.shape)
             frame["rtol"] = np.broadcast_to(loss_tolerance.rtol, steps.shape)
-        frame["scratch_accuracy"] = self.scratch.step_accuracy
-        frame["reference_accuracy"] = self.reference.step_accuracy
         return frame
 
     def heldout_frame(self) -> pd.DataFrame:
@@ -210,10 +245,10 @@ class Curves:
             {
                 "epoch": np.arange(1, self.plan.epochs + 1),
                 "step": self.plan.epoch_ends(),
-                "scratch_loss": self.scratch.heldout_loss,
+                "implementation_loss": self.implementation.heldout_loss,
                 "reference_loss": self.reference.heldout_loss,
-                "abs_diff": np.abs(self.scratch.heldout_loss - self.reference.heldout_loss),
-                "scratch_accuracy": self.scratch.heldout_accuracy,
+                "abs_diff": np.abs(self.implementation.heldout_loss - self.reference.heldout_loss),
+                "implementation_accuracy": self.implementation.heldout_accuracy,
                 "reference_accuracy": self.reference.heldout_accuracy,
             }
         )
@@ -223,22 +258,3 @@ def envelope_name(check: str, family: str | None) -> str:
     """The tolerance-table name of a training check's envelope: the check's own name for plain
     SGD, ``"<check> [<family>]"`` for another family (``"step loss [momentum]"``)."""
     return check if family is None else f"{check} [{family}]"
-
-
-# -- the two sides -----------------------------------------------------------------------------
-@dataclasses.dataclass
-class CallableTrainee:
-    """A :class:`Trainee` from three functions (how the parity check wraps each model)."""
-
-    step_fn: Callable[[np.ndarray, np.ndarray], tuple[float, float]]
-    weights_fn: Callable[[], Mapping[str, np.ndarray]]
-    evaluate_fn: Callable[[np.ndarray, np.ndarray], tuple[float, float]]
-
-    def step(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-        return self.step_fn(x, y)
-
-    def weights(self) -> dict[str, np.ndarray]:
-        return {k: np.array(v, copy=True) for k, v in self.weights_fn().items()}
-
-    def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-        return self.evaluate_fn(x, y)

@@ -3,7 +3,7 @@
 What is measured
     The scratch model and the Keras LeNet-5 on every requested backend (TensorFlow, JAX, torch)
     train the keras-docs LeNet-5 in float32 from one set of initial weights
-    (:func:`compare.weights.initial_weights`) on the same digits (the bundled 8,000 training
+    (:func:`compare.inputs.weights.initial_weights`) on the same digits (the bundled 8,000 training
     digits, or the first ``--digits`` of them) in the same batches: epoch ``e`` visits the
     digits in the order :func:`epoch_order` gives (one seeded permutation per epoch, the same
     for everyone), cut into batches of ``--batch-size``. Inference is a forward pass over the
@@ -11,7 +11,8 @@ What is measured
 
 How
     Every implementation runs in a long-lived worker process of its own (``python -m
-    compare.bench --worker NAME``; Keras workers get :func:`compare.keras_backends.child_env`),
+    compare.tools.bench --worker NAME``; Keras workers get
+    :func:`compare.sides.backends.child_env`),
     so that each has its own Keras backend and its own peak memory. The parent talks to the
     workers over their stdin/stdout, one JSON object per line, and never computes while a
     worker does. Each worker first runs one untimed warm-up epoch and one untimed prediction
@@ -46,7 +47,6 @@ What is reported, per implementation
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import gc
 import json
@@ -68,9 +68,11 @@ import numpy as np
 import pandas as pd
 
 import scratch
-from compare import keras_backends
 from compare.errors import InputError
-from compare.weights import atomic_output
+from compare.inputs.atomic import atomic_output
+from compare.inputs.data import load_data
+from compare.inputs.weights import initial_weights
+from compare.sides import backends as keras_backends
 
 SCRATCH: Final = "scratch"
 VARIANT: Final = "keras-docs"
@@ -447,8 +449,6 @@ def _timed_predict(trainee: Trainee, x: np.ndarray) -> dict[str, Any]:
 def serve(name: str, config: BenchConfig, commands: IO[str], channel: _Channel) -> None:
     """The worker's loop: build ``name``'s model, say it is ready, then answer ``train``,
     ``predict`` and ``exit`` commands until ``exit`` or the end of ``commands``."""
-    from compare.data import load_data
-    from compare.weights import initial_weights
 
     rss_start = _max_rss_mb()
     data = load_data("bundled", seed=config.seed, dtype=DTYPE)
@@ -472,15 +472,17 @@ def serve(name: str, config: BenchConfig, commands: IO[str], channel: _Channel) 
 
 
 def worker_main(argv: Sequence[str] | None = None) -> int:
-    """``python -m compare.bench --worker NAME --config JSON``: one implementation's worker."""
-    parser = argparse.ArgumentParser(
-        prog="python -m compare.bench",
-        description="A worker of `lenet-parity bench` (started by it; not for direct use).",
-    )
-    parser.add_argument("--worker", required=True, choices=(SCRATCH, *keras_backends.BACKENDS))
-    parser.add_argument("--config", required=True, type=BenchConfig.from_json)
-    args = parser.parse_args(argv)
-    serve(args.worker, args.config, sys.stdin, _Channel())
+    """``python -m compare.tools.bench --worker NAME --config JSON``: one worker."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    names = (SCRATCH, *keras_backends.BACKENDS)
+    if len(args) != 4 or args[0] != "--worker" or args[2] != "--config" or args[1] not in names:
+        print(
+            "usage: python -m compare.tools.bench --worker NAME --config JSON (started by "
+            "`lenet-parity bench`; not for direct use)",
+            file=sys.stderr,
+        )
+        return 2
+    serve(args[1], BenchConfig.from_json(args[3]), sys.stdin, _Channel())
     return 0
 
 
@@ -489,7 +491,7 @@ def _worker_command(name: str, config: BenchConfig) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "compare.bench",
+        "compare.tools.bench",
         "--worker",
         name,
         "--config",
@@ -763,7 +765,6 @@ class BenchResult:
 
 def _digit_counts(config: BenchConfig) -> tuple[int, int]:
     """Training digits (checked against --digits) and held-out digits of the bundled split."""
-    from compare.data import load_data
 
     data = load_data("bundled", seed=config.seed, dtype=DTYPE)
     available = len(data.x_train)
@@ -840,101 +841,6 @@ def plot(result: BenchResult, path: Path) -> None:
     )
     with atomic_output(path) as tmp:
         figure.savefig(tmp, format="png", dpi=110)
-
-
-# -- the command -------------------------------------------------------------------------------
-def register(commands: argparse._SubParsersAction) -> None:
-    """Add the ``bench`` command to the ``lenet-parity`` parser's subcommands."""
-    from compare.cli import _int_at_least
-
-    bench = commands.add_parser(
-        "bench",
-        help="time scratch against every Keras backend: training, inference, memory",
-        description="Train the scratch LeNet-5 and the Keras one on each backend (each in its "
-        "own process) on the same digits in the same batches from the same weights, float32; "
-        "after one warm-up epoch, time --epochs epochs per repeat, the repeats interleaved "
-        "across implementations, and print seconds per epoch, images/s, GFLOP/s, its share of "
-        "the machine's sgemm rate, peak memory, scratch/backend and inference images/s. "
-        "A benchmark: timings depend on the machine and its load. Exit 0, or 2 on bad input "
-        "or a failed worker.",
-    )
-    bench.add_argument(
-        "--backends",
-        action="append",
-        metavar="NAME[,NAME...]",
-        help=f"Keras backends to time next to scratch ({', '.join(keras_backends.BACKENDS)}; "
-        "repeatable or comma-separated); default: every installed one",
-    )
-    bench.add_argument(
-        "--epochs", type=_int_at_least(1), default=1, help="timed epochs per repeat (default 1)"
-    )
-    bench.add_argument(
-        "--repeats",
-        type=_int_at_least(1),
-        default=5,
-        help="interleaved repeats; the median and spread are over these (default 5)",
-    )
-    bench.add_argument(
-        "--batch-size",
-        type=_int_at_least(1),
-        default=256,
-        help="digits per training batch (default 256)",
-    )
-    bench.add_argument(
-        "--digits",
-        type=_int_at_least(1),
-        metavar="N",
-        help="train on the first N of the 8,000 bundled training digits (default: all)",
-    )
-    bench.add_argument(
-        "--seed", type=_int_at_least(0), default=0, help="weights, split and batch order"
-    )
-    bench.add_argument(
-        "--json",
-        type=Path,
-        default=DEFAULT_JSON,
-        metavar="FILE",
-        help=f"every raw timing and the machine (default {DEFAULT_JSON})",
-    )
-    bench.add_argument(
-        "--plot",
-        type=Path,
-        default=DEFAULT_PLOT,
-        metavar="FILE",
-        help=f"PNG: seconds per epoch and inference images/s, every repeat a point (default "
-        f"{DEFAULT_PLOT})",
-    )
-    bench.set_defaults(run=run_bench)
-
-
-def _output_path(path: Path, default: Path, flag: str) -> None:
-    """The default folder is made; any other output folder must exist."""
-    if path == default:
-        path.parent.mkdir(exist_ok=True)
-    if not path.parent.is_dir():
-        raise InputError(f"{flag}: folder {path.parent} does not exist")
-
-
-def run_bench(args: argparse.Namespace) -> int:
-    """The ``bench`` command: run, print the table, write the JSON and the plot."""
-    _output_path(args.json, DEFAULT_JSON, "--json")
-    _output_path(args.plot, DEFAULT_PLOT, "--plot")
-    config = BenchConfig(
-        backends=tuple(keras_backends.parse_list(args.backends)),
-        epochs=args.epochs,
-        repeats=args.repeats,
-        batch_size=args.batch_size,
-        digits=args.digits,
-        seed=args.seed,
-    )
-    print(f"bench: {', '.join(label(n) for n in config.implementations)}", flush=True)
-    result = run(config, show_progress=sys.stdout.isatty())
-    print(result.headline())
-    print(result.frame().to_string(index=False))
-    write_json(result, args.json)
-    plot(result, args.plot)
-    print(f"wrote {args.json} and {args.plot}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -2,9 +2,9 @@
 
 Runs the unmutated comparison (fresh weights and split per seed, both variants) for every
 seed and dtype on the backend Keras runs on, records per check the largest honest
-disagreement (:func:`compare.checks.error_profile`), and writes the table that
-:mod:`compare.tolerances` reads its defaults from. Training checks are measured at every step
-they record and become envelopes (:class:`compare.tolerances.Envelope`) up to the last step of
+disagreement (:func:`compare.judge.checks.error_profile`), and writes the table that
+:mod:`compare.judge.tolerances` reads its defaults from. Training checks are measured at every step
+they record and become envelopes (:class:`compare.judge.tolerances.Envelope`) up to the last step of
 the calibrated epochs. Entries for other backends already in the output file are kept.
 
 Every measurement is a maximum over runs, so calibrations of disjoint parts of a grid of seeds x
@@ -24,12 +24,16 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from compare import tolerances as tolerance_table
-from compare.checks import ErrorProfile, Pair, error_profile
-from compare.environment import describe
 from compare.errors import InputError
-from compare.keras_backends import BACKENDS
-from compare.parity import CheckConfig, check_backend_dtype, collect, reference_backend
+from compare.judge import tolerances as tolerance_table
+from compare.judge.checks import ErrorProfile, Pair, error_profile
+from compare.parity.collect import collect
+from compare.parity.config import CheckConfig
+from compare.parity.environment import describe
+from compare.parity.run import spec_for
+from compare.sides import scratch_side
+from compare.sides.backends import BACKENDS
+from compare.sides.keras_side import backend_module, check_backend_dtype
 
 PROFILE_FIELDS = ("max_abs", "max_rel", "max_rel_large")
 K = TypeVar("K", str, int)
@@ -57,7 +61,7 @@ def measure(
     merged over all seeds and variants. Each seed trains ``epochs`` with plain SGD and, for
     the momentum envelopes, ``momentum_epochs`` with momentum ``MOMENTUM`` (Nesterov on odd
     seeds)."""
-    backend = reference_backend()
+    backend = backend_module()
     measured: Profiles = {}
     per_step: StepProfiles = {}
     for dtype in dtypes:
@@ -76,7 +80,10 @@ def measure(
                     )
                 for config in runs:
                     backend.configure_determinism(seed)
-                    pairs, _ = collect(config, backend=backend)
+                    items, _ = collect(
+                        config, spec_for(config, backend), scratch_side.build, backend
+                    )
+                    pairs = [item for item in items if isinstance(item, Pair)]
                     _record(
                         pairs if config is runs[0] else [p for p in pairs if p.at is not None],
                         measured.setdefault(dtype, {}),
@@ -124,7 +131,7 @@ def calibrate(
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """The calibration table (``previous`` keeps its other backends' entries)."""
-    backend = reference_backend()
+    backend = backend_module()
     backend.configure_determinism(0)
     environment = {k: v for k, v in describe(backend, "").items() if k != "dtype"}
     measured, per_step = measure(

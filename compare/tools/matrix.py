@@ -2,7 +2,7 @@
 each other, in one report.
 
 Keras fixes its backend at import, so every backend runs in a child process of its own
-(``python -m compare.matrix``, with :func:`compare.keras_backends.child_env`). Each child runs
+(``python -m compare.tools.matrix``, with :func:`compare.sides.backends.child_env`). Each child runs
 :func:`compare.parity.check_parity` for every requested variant and dtype and saves the
 verdict (JSON) and the compared arrays (an ``.npz``, read back without pickle). The parent then
 has, per variant and dtype:
@@ -13,7 +13,7 @@ has, per variant and dtype:
 - each backend vs each other: the Keras side of one verdict against the Keras side of the
   other, check by check (forward, gradient, training; the finite differences are scratch's own),
   judged against the sum of the two backends' tolerances
-  (:func:`compare.tolerances.between_references`).
+  (:func:`compare.judge.tolerances.between_references`).
 
 :func:`write_matrix` writes ``matrix.json``, ``matrix.csv``, ``report.md``, ``index.html`` and
 ``heatmap.png`` (the largest absolute error of every check in every comparison) atomically.
@@ -22,24 +22,28 @@ has, per variant and dtype:
 from __future__ import annotations
 
 import dataclasses
-import html
 import itertools
 import json
 import subprocess
 import sys
 import tempfile
+import time
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
-from compare import keras_backends
-from compare import tolerances as tolerance_table
-from compare.checks import Check, Pair
-from compare.errors import InputError
+from compare.errors import ImplementationError, InputError
+from compare.inputs.atomic import write_folder
+from compare.judge import tolerances as tolerance_table
+from compare.judge.checks import Check, Pair
+from compare.output import matrix_report
+from compare.output.text import summary
+from compare.parity.run import check_parity, judge
+from compare.sides import backends as keras_backends
 
 SCRATCH: Final = "scratch"
 KINDS_SHOWN: Final = ("forward", "gradient", "training")  # the kinds two backends share
@@ -59,6 +63,11 @@ class MatrixConfig:
     batch_size: int = 256
     data: str = "bundled"
     epochs: int = 1
+    implementation: str | None = None  # MODULE:FACTORY; None: scratch
+
+    @property
+    def label(self) -> str:
+        return self.implementation or SCRATCH
 
     def __post_init__(self) -> None:
         if not self.backends:
@@ -78,7 +87,8 @@ class Cell:
 
     @property
     def passed(self) -> bool:
-        return all(c.passed for c in self.checks)
+        """No check fails ("n/a" and "skipped" checks compared nothing)."""
+        return not any(c.failed for c in self.checks)
 
     @property
     def label(self) -> str:
@@ -114,16 +124,7 @@ class Matrix:
         return all(c.passed for c in self.cells)
 
     def summary(self) -> str:
-        failed = [c for c in self.cells if not c.passed]
-        what = (
-            f"{len(self.cells)} comparisons over {', '.join(self.config.backends)} "
-            f"({', '.join(self.config.variants)}; {', '.join(self.config.dtypes)}; "
-            f"{self.config.epochs} epoch{'s' * (self.config.epochs != 1)} of training)"
-        )
-        if not failed:
-            return f"PASS: all {what} agree"
-        names = "; ".join(f"{c.label} {c.variant} {c.dtype}" for c in failed)
-        return f"FAIL: {len(failed)} of {what} disagree: {names}"
+        return matrix_report.summary(self)
 
     def frame(self) -> pd.DataFrame:
         """One row per comparison: the largest absolute error per kind, and the result."""
@@ -137,8 +138,8 @@ class Matrix:
             for kind in KINDS_SHOWN:
                 value = c.largest(kind)
                 row[f"{kind} max abs"] = "-" if value is None else f"{value:.2e}"
-            failed = [ch for ch in c.checks if not ch.passed]
-            row["checks passed"] = f"{len(c.checks) - len(failed)}/{len(c.checks)}"
+            failed = [ch for ch in c.checks if ch.failed]
+            row["checks passed"] = f"{sum(ch.passed for ch in c.checks)}/{len(c.checks)}"
             row["result"] = "pass" if not failed else f"FAIL ({failed[0].kind} {failed[0].name})"
             rows.append(row)
         return pd.DataFrame(rows)
@@ -169,10 +170,11 @@ class Matrix:
 def run_matrix(config: MatrixConfig, progress: Callable[[str], None] | None = None) -> Matrix:
     """Run every backend in its own process, then build the matrix."""
     results: dict[str, dict[tuple[str, str], _Run]] = {}
+    counter = _Counter(len(config.backends) * len(config.variants) * len(config.dtypes))
     with tempfile.TemporaryDirectory(prefix="lenet-parity-matrix-") as tmp:
         for backend in config.backends:
             folder = Path(tmp) / backend
-            _run_child(backend, config, folder, progress)
+            _run_child(backend, config, folder, progress, counter)
             results[backend] = {
                 (variant, dtype): _Run.load(folder / f"{variant}-{dtype}")
                 for variant in config.variants
@@ -181,15 +183,37 @@ def run_matrix(config: MatrixConfig, progress: Callable[[str], None] | None = No
     return build(config, results)
 
 
+@dataclasses.dataclass
+class _Counter:
+    """The jobs done so far, for a counter line per finished job ("3/12 jax classic float64
+    PASS … 31 s"), so that a piped run says how far it is."""
+
+    total: int
+    done: int = 0
+    started: float = dataclasses.field(default_factory=time.perf_counter)
+
+    def line(self, backend: str, text: str) -> str:
+        if text.startswith(("PASS", "FAIL")):
+            self.done += 1
+            seconds = time.perf_counter() - self.started
+            return f"{self.done}/{self.total} {backend} {text} [{seconds:.0f} s]"
+        return f"{backend}: {text}"
+
+
 def _run_child(
-    backend: str, config: MatrixConfig, folder: Path, progress: Callable[[str], None] | None
+    backend: str,
+    config: MatrixConfig,
+    folder: Path,
+    progress: Callable[[str], None] | None,
+    counter: _Counter,
 ) -> None:
-    """``python -m compare.matrix`` on ``backend``; its output lines go to ``progress``."""
+    """``python -m compare.tools.matrix`` on ``backend``; its output lines go to ``progress``,
+    a finished job's with the count of jobs done."""
     folder.mkdir(parents=True)
     command = [
         sys.executable,
         "-m",
-        "compare.matrix",
+        "compare.tools.matrix",
         backend,
         json.dumps(dataclasses.asdict(config)),
         str(folder),
@@ -209,7 +233,7 @@ def _run_child(
             assert child.stdout is not None
             for line in child.stdout:
                 if progress is not None:
-                    progress(f"{backend}: {line.rstrip()}")
+                    progress(counter.line(backend, line.rstrip()))
             code = child.wait()
         finally:
             if child.poll() is None:  # interrupted: the child goes too
@@ -268,14 +292,12 @@ class _Run:
 def build(config: MatrixConfig, results: dict[str, dict[tuple[str, str], _Run]]) -> Matrix:
     """The matrix from every backend's runs: scratch vs each backend (its verdict), then each
     pair of backends (their Keras sides, against the sum of their tolerances)."""
-    from compare.parity import judge
-
     cells = []
     for variant, dtype in itertools.product(config.variants, config.dtypes):
         for backend in config.backends:
             verdict = results[backend][variant, dtype].verdict
             checks = [_check(c) for c in verdict["checks"]]
-            cells.append(Cell(SCRATCH, backend, variant, dtype, checks))
+            cells.append(Cell(config.label, backend, variant, dtype, checks))
         for left, right in itertools.combinations(config.backends, 2):
             ours, theirs = results[left][variant, dtype], results[right][variant, dtype]
             tolerances = tolerance_table.between_references(
@@ -312,9 +334,7 @@ def _check(record: dict[str, Any]) -> Check:
 
 
 def child_main(argv: Sequence[str]) -> int:
-    """The child process: ``python -m compare.matrix BACKEND CONFIG_JSON FOLDER``."""
-    from compare.parity import check_parity
-
+    """The child process: ``python -m compare.tools.matrix BACKEND CONFIG_JSON FOLDER``."""
     backend, config_json, folder = argv
     fields: dict[str, Any] = json.loads(config_json)
     for key, value in fields.items():
@@ -331,12 +351,18 @@ def child_main(argv: Sequence[str]) -> int:
                 batch_size=config.batch_size,
                 data=config.data,
                 epochs=config.epochs,
+                implementation=config.implementation,
             )
             _Run(verdict.as_dict(), verdict.pairs).save(Path(folder) / f"{variant}-{dtype}")
-            print(verdict.summary(), flush=True)
+            print(summary(verdict), flush=True)
     except InputError as exc:
         print(f"lenet-parity: error: {exc}", file=sys.stderr)
         return 2
+    except ImplementationError as exc:
+        if exc.__cause__ is not None:
+            traceback.print_exception(exc.__cause__, file=sys.stderr)
+        print(f"lenet-parity: error: {exc}", file=sys.stderr)
+        return 3
     return 0
 
 
@@ -344,150 +370,15 @@ def child_main(argv: Sequence[str]) -> int:
 def write_matrix(matrix: Matrix, out: Path) -> Path:
     """Write the matrix report into ``out`` atomically (the one there moves to
     ``<out>-previous`` beside it)."""
-    from compare.report import write_folder
 
     def build_into(folder: Path) -> None:
         (folder / "matrix.json").write_text(
             json.dumps(matrix.as_dict(), indent=2) + "\n", encoding="utf-8"
         )
         matrix.checks_frame().to_csv(folder / "matrix.csv", index=False)
-        plot_heatmap(matrix, folder / "heatmap.png")
-        (folder / "report.md").write_text(markdown(matrix), encoding="utf-8")
-        (folder / "index.html").write_text(html_page(matrix), encoding="utf-8")
+        matrix_report.write_documents(matrix, folder)
 
     return write_folder(out, build_into, previous_name=f"{out.name}-previous")
-
-
-def heatmap_frames(matrix: Matrix) -> dict[tuple[str, str], pd.DataFrame]:
-    """Per variant and dtype: the largest absolute error of every check (rows) in every
-    comparison (columns); NaN where a comparison has no such check."""
-    frames = {}
-    for variant, dtype in itertools.product(matrix.config.variants, matrix.config.dtypes):
-        cells = [c for c in matrix.cells if (c.variant, c.dtype) == (variant, dtype)]
-        columns = {
-            c.label: {
-                f"{ch.kind} {ch.name}": np.nan if ch.max_abs_err is None else ch.max_abs_err
-                for ch in c.checks
-                if ch.kind in KINDS_SHOWN
-            }
-            for c in cells
-        }
-        frames[variant, dtype] = pd.DataFrame(columns)
-    return frames
-
-
-def plot_heatmap(matrix: Matrix, path: Path) -> None:
-    """One panel per variant and dtype: log10 of the largest absolute error of each check in
-    each comparison; a failing check is marked with a red ✗."""
-    frames = heatmap_frames(matrix)
-    n_rows = max(len(f) for f in frames.values())
-    n_columns = sum(len(f.columns) for f in frames.values())
-    figure = Figure(figsize=(3.5 + 0.55 * n_columns + 2.2 * len(frames), 1.8 + 0.22 * n_rows))
-    axes = figure.subplots(1, len(frames), squeeze=False)[0]
-    failed = {
-        (c.variant, c.dtype, c.label, f"{ch.kind} {ch.name}")
-        for c in matrix.cells
-        for ch in c.checks
-        if not ch.passed
-    }
-    image = None
-    for ax, ((variant, dtype), frame) in zip(axes, frames.items(), strict=True):
-        values = np.log10(np.maximum(frame.to_numpy(dtype=float), 1e-20))
-        image = ax.imshow(values, aspect="auto", cmap="viridis", vmin=-20, vmax=0)
-        ax.set_xticks(range(len(frame.columns)), frame.columns, rotation=40, ha="right", fontsize=7)
-        ax.set_yticks(range(len(frame.index)), frame.index, fontsize=7)
-        ax.set_title(f"{variant}, {dtype}", fontsize=9)
-        for (i, row), (j, column) in itertools.product(
-            enumerate(frame.index), enumerate(frame.columns)
-        ):
-            if (variant, dtype, column, row) in failed:
-                ax.text(j, i, "✗", ha="center", va="center", color="red", fontsize=9)
-    if image is not None:
-        bar = figure.colorbar(image, ax=list(axes), shrink=0.6)
-        bar.set_label("log10 largest |error| (exact zeros at -20)")
-    figure.savefig(path, dpi=110, bbox_inches="tight")
-
-
-def environment_frame(matrix: Matrix) -> pd.DataFrame:
-    """One row per backend: its versions, the scratch loss path and its numeric flags."""
-    rows = []
-    for backend, env in matrix.environments.items():
-        rows.append(
-            {
-                "backend": backend,
-                "versions": ", ".join(
-                    f"{k} {v}"
-                    for k, v in env.items()
-                    if k not in ("backend", "loss_path", "flags", "machine", "lenet_parity")
-                ),
-                "scratch loss path": matrix.loss_paths[backend],
-                "flags": ", ".join(f"{k}={v}" for k, v in env.get("flags", {}).items()),
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-TOLERANCE_NOTE: Final = (
-    "scratch vs a backend: that backend's calibrated tolerances (compare/tolerances.json). "
-    "Backend vs backend: the Keras sides of both checks, judged against the sum of the two "
-    "backends' tolerances (|A - B| <= |A - scratch| + |scratch - B|). The scratch loss path "
-    "follows the backend: logits on TensorFlow, clipped probabilities on JAX and torch."
-)
-
-
-def markdown(matrix: Matrix) -> str:
-    return "\n".join(
-        [
-            f"# lenet-parity cross-backend matrix: {'PASS' if matrix.passed else 'FAIL'}",
-            "",
-            matrix.summary(),
-            "",
-            TOLERANCE_NOTE,
-            "",
-            "## Backends",
-            "",
-            environment_frame(matrix).to_markdown(index=False),
-            "",
-            "## Comparisons",
-            "",
-            matrix.frame().to_markdown(index=False),
-            "",
-            "## Largest error per check",
-            "",
-            "![heatmap](heatmap.png)",
-            "",
-        ]
-    )
-
-
-def html_page(matrix: Matrix) -> str:
-    from compare.report import STYLE
-
-    result, esc = ("PASS" if matrix.passed else "FAIL"), html.escape
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>{esc(result)}: lenet-parity cross-backend matrix</title>
-<style>{STYLE}</style>
-</head>
-<body>
-<h1 class="{result.lower()}">{result}</h1>
-<p class="summary">{esc(matrix.summary())}</p>
-<p>{esc(TOLERANCE_NOTE)}</p>
-<h2>Backends</h2>
-{environment_frame(matrix).to_html(index=False)}
-<h2>Comparisons</h2>
-{matrix.frame().to_html(index=False)}
-<h2>Largest error per check</h2>
-<img src="heatmap.png" alt="heatmap of the largest absolute error per check and comparison">
-<h2>Files</h2>
-<ul><li><a href="matrix.json">matrix.json</a>: every comparison and check</li>
-<li><a href="matrix.csv">matrix.csv</a>: one row per check of every comparison</li>
-<li><a href="report.md">report.md</a>: this page in Markdown</li></ul>
-</body>
-</html>
-"""
 
 
 if __name__ == "__main__":

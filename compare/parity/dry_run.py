@@ -1,0 +1,147 @@
+"""``lenet-parity spec`` and ``check --dry-run``: what an implementation receives and must
+return, and whether it keeps the protocol — without judging a number."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+
+from compare.errors import ProtocolError
+from compare.inputs.data import load_data
+from compare.parity.collect import shared_weights
+from compare.parity.config import CheckConfig
+from compare.parity.run import prepare, resolve_implementation, spec_for
+from compare.sides.implementation import ImplementationSide
+from compare.sides.layout import LayoutAdapter
+from compare.sides.protocol import OPTIONAL, ModelSpec
+
+DRY_BATCH = 2  # digits per call of a dry run
+
+
+def model_spec(
+    variant: str,
+    dtype: str,
+    *,
+    seed: int = 0,
+    batch_size: int = 256,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+) -> ModelSpec:
+    """The spec ``FACTORY(spec)`` receives for these options on this process's backend."""
+    config = CheckConfig(
+        variant=variant,
+        dtype=dtype,
+        seed=seed,
+        batch_size=batch_size,
+        momentum=momentum,
+        nesterov=nesterov,
+        epochs=0,
+    )
+    backend, _ = prepare(config)
+    return spec_for(config, backend)
+
+
+def arrays_table(spec: ModelSpec) -> str:
+    """Every array an implementation receives and returns, in both layouts."""
+    first = LayoutAdapter(spec, "channels_first")
+    n, dt = spec.batch_size, spec.dtype
+
+    def shapes(keras: tuple[int, ...], channels_first: tuple[int, ...]) -> str:
+        return f"{keras!s:<22} {channels_first!s:<22} {dt}"
+
+    def cf(x: np.ndarray, convert: Callable[[np.ndarray], np.ndarray]) -> tuple[int, ...]:
+        return tuple(convert(x).shape)
+
+    rows = [f"{'array':<34} {'channels_last':<22} {'channels_first':<22} dtype"]
+    x = np.zeros((n, *spec.input_shape), dtype=dt)
+    rows.append(f"{'x (in)':<34} " + shapes(x.shape, cf(x, first.input_to)))
+    rows.append(f"{'y (in, one-hot)':<34} " + shapes((n, spec.num_classes), (n, spec.num_classes)))
+    for layer in spec.layers:
+        y = np.zeros((n, *layer.output_shape), dtype=dt)
+        name = f"layer_outputs()[{layer.name!r}] (out)"
+        rows.append(
+            f"{name:<34} " + shapes(y.shape, cf(y, lambda a, la=layer: first.output_to(la.name, a)))
+        )
+    for key, shape in spec.weight_shapes().items():
+        w = np.zeros(shape, dtype=dt)
+        name = f"{key} (weights in, grads out)"
+        rows.append(f"{name:<34} " + shapes(shape, cf(w, lambda a, k=key: first.weight_to(k, a))))
+    rows.append(f"{'loss (out)':<34} a scalar")
+    rows.append(f"{'train_step() (out)':<34} the batch's loss before the update, a scalar")
+    return "\n".join(rows)
+
+
+@dataclasses.dataclass(frozen=True)
+class DryRun:
+    lines: list[str]
+    breaches: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.breaches
+
+    def summary(self) -> str:
+        if self.ok:
+            return "dry run: no protocol breach (numbers were not judged: run without --dry-run)"
+        return f"dry run: {len(self.breaches)} protocol breach(es): " + "; ".join(self.breaches)
+
+
+def dry_run(
+    implementation: str | None,
+    variant: str,
+    dtype: str,
+    *,
+    seed: int = 0,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+) -> DryRun:
+    """Call each of the implementation's methods once on a batch of ``DRY_BATCH`` digits and
+    collect protocol breaches (:class:`ProtocolError`); an exception inside the
+    implementation propagates (:class:`~compare.errors.ImplementationError`)."""
+    label, factory = resolve_implementation(implementation)
+    config = CheckConfig(
+        variant=variant,
+        dtype=dtype,
+        seed=seed,
+        batch_size=DRY_BATCH,
+        momentum=momentum,
+        nesterov=nesterov,
+        epochs=0,
+        implementation=label,
+    )
+    backend, _ = prepare(config)
+    spec = spec_for(config, backend)
+    data = load_data("bundled", seed=seed, dtype=dtype)
+    x, y = data.x_train[:DRY_BATCH], data.y_train[:DRY_BATCH]
+    lines = [f"dry run of {label} ({spec.name}, {dtype}, {DRY_BATCH} digits)"]
+    try:
+        side = ImplementationSide(factory, spec)
+        lines.append(f"FACTORY(spec): ok, layout {side.layout}")
+        side.set_weights(shared_weights(config))
+        lines.append("set_weights(): ok")
+        outputs = side.layer_outputs(x)
+        absent = [la.name for la in spec.layers if la.name not in outputs]
+        lines.append(
+            "layer_outputs(): ok"
+            + (f"; not provided: {', '.join(absent)}" if absent else "; every layer provided")
+        )
+        for method in OPTIONAL:
+            if not side.provides(method):
+                lines.append(f"{method}(): not provided (its checks are skipped)")
+                continue
+            if method == "loss_and_gradients":
+                _, grads, dx = side.loss_and_gradients(x, y)
+                lines.append(
+                    f"{method}(): ok, {len(grads)} gradients"
+                    + ("" if dx is not None else ", no dloss_dx")
+                )
+            elif method == "train_step":
+                side.train_step(x, y)
+                lines.append(f"{method}(): ok")
+            else:
+                lines.append(f"{method}(): ok, {len(side.get_weights())} weights")
+    except ProtocolError as exc:
+        return DryRun(lines, [str(exc)])
+    return DryRun(lines, [])
