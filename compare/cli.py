@@ -736,7 +736,7 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_bench(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _add_bench(commands: argparse._SubParsersAction) -> None:
     """The ``bench`` command."""
     command = commands.add_parser(
         "bench",

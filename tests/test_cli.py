@@ -50,8 +50,8 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
         (["train", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
         (["train", "--data", "/no/such/file.npz"], "no such file"),
         (["train", "--data", "bundle"], "unknown data source 'bundle'"),
-        (["train", "--momentum", "1.5"], "Received: momentum=1.5"),
-        (["train", "--learning-rate", "-1"], "Received: learning_rate=-1.0"),
+        (["train", "--momentum", "1.5"], "--momentum: expected a finite number >= 0 and < 1"),
+        (["train", "--learning-rate", "-1"], "--learning-rate: expected a finite number > 0"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(

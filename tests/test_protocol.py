@@ -459,7 +459,6 @@ def test_the_spec_has_keras_own_config_values() -> None:
     """The spec reads each layer's settings off the layer (get_config() would import
     TensorFlow on every backend); they are the values get_config() gives."""
     import reference
-
     from compare.sides.keras_side import layer_config
 
     model = reference.build_lenet5("classic", "float32")

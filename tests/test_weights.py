@@ -1,4 +1,4 @@
-"""Tests for compare.inputs.weights: the canonical weight set, its three file formats, bit-exact round
+"""Tests for compare.inputs.weights: the weight set, its three file formats, bit-exact round
 trips between scratch and Keras, and a one-line InputError for every bad file or weight set."""
 
 from __future__ import annotations

@@ -52,8 +52,10 @@ SUFFIXES: Final = (".npz", ".weights.h5", ".keras")
 
 Layout = dict[str, tuple[tuple[int, ...], np.dtype]]
 
-# Layer settings that make a .keras model another architecture even when its weights fit.
-_ARCHITECTURE_KEYS: Final = (
+# The settings of a Keras layer that decide what it computes, under Keras's config names: a
+# .keras model whose layers differ in any of them is another architecture even when its
+# weights fit, and the implementation protocol's LayerSpec.config carries them.
+ARCHITECTURE_KEYS: Final = (
     "filters",
     "kernel_size",
     "strides",
@@ -65,6 +67,12 @@ _ARCHITECTURE_KEYS: Final = (
     "use_bias",
     "units",
     "pool_size",
+    "rate",
+    "axis",
+    "momentum",
+    "epsilon",
+    "center",
+    "scale",
 )
 _MAX_NAMES: Final = 12  # names listed in one message
 # What .keras loading reads before Keras does: its config.json (LeNet-5's is 5 KB) and its
@@ -387,7 +395,7 @@ def _check_architecture(model: Any, expected: Any, where: str, variant: str, ker
                 f"expected a {type(ref).__name__}"
             )
         got_config, ref_config = got.get_config(), ref.get_config()
-        for key in _ARCHITECTURE_KEYS:
+        for key in ARCHITECTURE_KEYS:
             have, need = got_config.get(key), ref_config.get(key)
             if _plain(have) != _plain(need):
                 raise InputError(

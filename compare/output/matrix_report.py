@@ -30,14 +30,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from compare.judge.checks import MARGIN_CAP
-from compare.output.report import (
-    NO_COMPARISON,
-    PASS_RULE,
-    STYLE,
-    blas_text,
-    margin_bar,
-    margin_text,
-)
+from compare.output.report import PASS_RULE, STYLE, blas_text, margin_bar
+from compare.output.text import NO_COMPARISON, margin_text
 
 if TYPE_CHECKING:
     from compare.judge.checks import Check

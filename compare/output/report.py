@@ -40,6 +40,14 @@ from matplotlib.lines import Line2D
 
 from compare.inputs.atomic import write_folder
 from compare.judge.checks import MARGIN_CAP, TINY, element_margins
+from compare.output.text import (
+    NO_COMPARISON,
+    checks_table,
+    closest_to_failing,
+    margin_text,
+    sci,
+    verdict_line,
+)
 
 if TYPE_CHECKING:
     from compare.judge.checks import Check
@@ -73,8 +81,6 @@ PASS_RULE: Final = (
     '"cap": a failure with no finite ratio (an allowance of 0, or a shape, dtype or NaN/Inf '
     'mismatch). "not provided", "skipped" and "n/a" compared nothing.'
 )
-NO_COMPARISON: Final = ("not provided", "skipped", "n/a")
-CLOSEST: Final = 5  # the checks closest to failing, listed before the full table
 # The margin bar: its length is min(margin, BAR_RANGE), scaled to BAR_WIDTH pixels.
 BAR_RANGE: Final = 1.5
 BAR_WIDTH: Final = 120
@@ -116,109 +122,6 @@ def _build(verdict: Verdict, folder: Path) -> None:
     (folder / "report.md").write_text(markdown(verdict, curves, heldout), encoding="utf-8")
     (folder / "index.html").write_text(
         html_page(verdict, curves, heldout, images), encoding="utf-8"
-    )
-
-
-# -- text --------------------------------------------------------------------------------------
-def sci(value: float | None) -> str:
-    """The one number format: two significant digits in e-notation ("-" for none)."""
-    return "-" if value is None else f"{value:.2e}"
-
-
-def margin_text(check: Check) -> str:
-    """A check's margin as shown: "-" without comparison, "cap" at :data:`MARGIN_CAP`."""
-    if check.status in NO_COMPARISON:
-        return "-"
-    return "cap" if check.margin >= MARGIN_CAP else sci(check.margin)
-
-
-def result_text(check: Check) -> str:
-    """A check's result: pass, FAIL (why), or the status without comparison with its reason."""
-    if check.status == "pass":
-        return "pass"
-    label = "FAIL" if check.status == "fail" else check.status
-    return label if not check.problem else f"{label} ({check.problem})"
-
-
-def checks_table(checks: Sequence[Check]) -> pd.DataFrame:
-    """The checks as shown, one row each, in data-flow order: every number in :func:`sci`'s
-    format; ``step``: a failing training check's first step outside its tolerance."""
-    compared = [c.status not in NO_COMPARISON for c in checks]
-    return pd.DataFrame(
-        {
-            "check": [c.name for c in checks],
-            "kind": [c.kind for c in checks],
-            "margin": [margin_text(c) for c in checks],
-            "max abs": [sci(c.max_abs_err) for c in checks],
-            "max rel": [sci(c.max_rel_err) for c in checks],
-            "atol": [sci(c.atol) if ok else "-" for c, ok in zip(checks, compared, strict=True)],
-            "rtol": [sci(c.rtol) if ok else "-" for c, ok in zip(checks, compared, strict=True)],
-            "step": ["-" if c.step is None else str(c.step) for c in checks],
-            "result": [result_text(c) for c in checks],
-        },
-        columns=["check", "kind", "margin", "max abs", "max rel", "atol", "rtol", "step", "result"],
-    )
-
-
-def closest_to_failing(checks: Sequence[Check], n: int = CLOSEST) -> list[Check]:
-    """The ``n`` compared checks with the largest margins, largest first (failures first)."""
-    compared = [c for c in checks if c.status not in NO_COMPARISON]
-    return sorted(compared, key=lambda c: -c.margin)[:n]
-
-
-def counts(checks: Sequence[Check]) -> dict[str, int]:
-    """How many checks have each status."""
-    found: dict[str, int] = {}
-    for c in checks:
-        found[c.status] = found.get(c.status, 0) + 1
-    return found
-
-
-def setup_text(config: CheckConfig, environment: Mapping[str, Any]) -> str:
-    """What was checked, in one phrase."""
-    c = dataclasses.asdict(config)
-    epochs, momentum = c.get("epochs", 0), c.get("momentum", 0.0)
-    optimizer = f"SGD({c.get('learning_rate', 0.0):g}" + (
-        f", momentum {momentum:g}{', nesterov' if c.get('nesterov') else ''})" if momentum else ")"
-    )
-    mutant = c.get("mutant")
-    return (
-        f"{c.get('variant')}, {c.get('dtype')}, seed {c.get('seed')}, batch "
-        f"{c.get('batch_size')}, {epochs} epoch{'s' * (epochs != 1)} of {optimizer}, "
-        f"{environment.get('backend')}" + (f", mutant {mutant}" if mutant else "")
-    )
-
-
-def verdict_line(
-    checks: Sequence[Check],
-    config: CheckConfig,
-    environment: Mapping[str, Any],
-    first_failure: Check | None,
-) -> str:
-    """The one-line verdict: PASS with how many checks were compared, or FAIL with the first
-    divergence (its errors, tolerances and margin) and how many checks fail."""
-    label = dataclasses.asdict(config).get("implementation") or "scratch"
-    found = counts(checks)
-    others = ", ".join(f"{found[s]} {s}" for s in NO_COMPARISON if found.get(s))
-    setup = setup_text(config, environment)
-    if first_failure is None:
-        return (
-            f"PASS: {label} matches Keras on all {found.get('pass', 0)} compared checks"
-            + (f" ({others})" if others else "")
-            + f" ({setup})"
-        )
-    first = first_failure
-    detail = first.problem
-    if first.max_abs_err is not None:
-        detail = (
-            f"margin {margin_text(first)}: max abs {sci(first.max_abs_err)}, max rel "
-            f"{sci(first.max_rel_err)} at {list(first.worst_index or ())} against atol "
-            f"{sci(first.atol)}, rtol {sci(first.rtol)}: {first.problem}"
-        )
-    when = "" if first.step is None else f" at step {first.step}"
-    return (
-        f"FAIL: {label}'s first divergence at {first.kind} {first.name!r}{when} ({detail}); "
-        f"{found.get('fail', 0)} of {len(checks)} checks fail ({setup})"
     )
 
 

@@ -187,7 +187,8 @@ def _gradients(
     loss, grads, dx = ours.loss_and_gradients(x, y)
     ref_loss, ref_grads, ref_dx = theirs.loss_and_gradients(x, y)
     numeric = finite_differences(config, spec, factory, weights, x, y)
-    items: list[Item] = [Pair("gradient", "loss", np.float64(loss), np.float64(ref_loss))]
+    # the loss is a number on both sides: compared as float64 scalars
+    items: list[Item] = [Pair("gradient", "loss", np.array(loss), np.array(ref_loss))]
     for key in keys:
         if key in grads:
             to_theirs = lambda e, k=key: ours.adapter.weight_to(k, e)  # noqa: E731

@@ -4,7 +4,6 @@ return, and whether it keeps the protocol — without judging a number."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 
 import numpy as np
 
@@ -48,26 +47,21 @@ def arrays_table(spec: ModelSpec) -> str:
     first = LayoutAdapter(spec, "channels_first")
     n, dt = spec.batch_size, spec.dtype
 
-    def shapes(keras: tuple[int, ...], channels_first: tuple[int, ...]) -> str:
-        return f"{keras!s:<22} {channels_first!s:<22} {dt}"
-
-    def cf(x: np.ndarray, convert: Callable[[np.ndarray], np.ndarray]) -> tuple[int, ...]:
-        return tuple(convert(x).shape)
+    def row(name: str, keras: tuple[int, ...], channels_first: np.ndarray) -> str:
+        return f"{name:<34} {keras!s:<22} {tuple(channels_first.shape)!s:<22} {dt}"
 
     rows = [f"{'array':<34} {'channels_last':<22} {'channels_first':<22} dtype"]
     x = np.zeros((n, *spec.input_shape), dtype=dt)
-    rows.append(f"{'x (in)':<34} " + shapes(x.shape, cf(x, first.input_to)))
-    rows.append(f"{'y (in, one-hot)':<34} " + shapes((n, spec.num_classes), (n, spec.num_classes)))
+    rows.append(row("x (in)", x.shape, first.input_to(x)))
+    y = np.zeros((n, spec.num_classes), dtype=dt)
+    rows.append(row("y (in, one-hot)", y.shape, y))
     for layer in spec.layers:
-        y = np.zeros((n, *layer.output_shape), dtype=dt)
+        out = np.zeros((n, *layer.output_shape), dtype=dt)
         name = f"layer_outputs()[{layer.name!r}] (out)"
-        rows.append(
-            f"{name:<34} " + shapes(y.shape, cf(y, lambda a, la=layer: first.output_to(la.name, a)))
-        )
+        rows.append(row(name, out.shape, first.output_to(layer.name, out)))
     for key, shape in spec.weight_shapes().items():
         w = np.zeros(shape, dtype=dt)
-        name = f"{key} (weights in, grads out)"
-        rows.append(f"{name:<34} " + shapes(shape, cf(w, lambda a, k=key: first.weight_to(k, a))))
+        rows.append(row(f"{key} (weights in, grads out)", shape, first.weight_to(key, w)))
     rows.append(f"{'loss (out)':<34} a scalar")
     rows.append(f"{'train_step() (out)':<34} the batch's loss before the update, a scalar")
     return "\n".join(rows)

@@ -49,7 +49,7 @@ def load_factory(reference: str) -> Factory:
             f"the implementation's {name} must be callable as {name}(spec). "
             f"Received: {type(factory).__name__}"
         )
-    return factory  # type: ignore[no-any-return]
+    return factory
 
 
 def _import(name: str) -> ModuleType:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from types import ModuleType
-from typing import Any, Final
+from typing import Any
 
 import numpy as np
 
 from compare.errors import InputError
+from compare.inputs.weights import ARCHITECTURE_KEYS
 from compare.sides import quiet
 from compare.sides.protocol import LayerSpec, ModelSpec
 
@@ -33,7 +34,7 @@ def backend_module() -> ModuleType:
         except reference.UnsupportedBackendError as exc:
             raise InputError(str(exc)) from None
         # TensorFlow prints its oneDNN notice a second time at its first op: make it here
-        keras.ops.convert_to_numpy(keras.ops.add(keras.ops.ones((1,)), 1.0))
+        reference.model.to_numpy(keras.ops.add(keras.ops.ones((1,)), 1.0))  # torch-safe
     return backend
 
 
@@ -55,29 +56,10 @@ def _inference_model(variant: str, dtype: str) -> Any:
     return reference.build_lenet5(variant, dtype)
 
 
-# The keys of a layer's Keras config that describe what it computes (Keras's get_config()
-# names), read off the layer itself: get_config() serialises the dtype policy through
+# A layer's settings are read off the layer itself, under Keras's config names
+# (ARCHITECTURE_KEYS): get_config() serialises the dtype policy through
 # keras/src/saving/serialization_lib.py, whose ``tf.available`` imports TensorFlow whenever it
 # is installed — seconds of start-up on a JAX or torch process that never uses it.
-CONFIG_KEYS: Final = (
-    "filters",
-    "kernel_size",
-    "strides",
-    "padding",
-    "data_format",
-    "dilation_rate",
-    "groups",
-    "activation",
-    "use_bias",
-    "units",
-    "pool_size",
-    "rate",
-    "axis",
-    "momentum",
-    "epsilon",
-    "center",
-    "scale",
-)
 
 
 def _plain(value: Any) -> Any:
@@ -93,7 +75,7 @@ def _plain(value: Any) -> Any:
 def layer_config(layer: Any) -> dict[str, Any]:
     """A layer's settings under Keras's config keys, as plain JSON values."""
     config = {"name": layer.name}
-    for key in CONFIG_KEYS:
+    for key in ARCHITECTURE_KEYS:
         if hasattr(layer, key):
             config[key] = _plain(getattr(layer, key))
     return config

@@ -72,7 +72,8 @@ class LayoutAdapter:
         for layer in spec.layers:
             self._in_order[layer.name] = order
             if layer.class_name == "Flatten" and len(layer.input_shape) == 3:
-                order = flat_order(layer.input_shape)  # type: ignore[arg-type]
+                h, w, c = layer.input_shape
+                order = flat_order((h, w, c))
             elif layer.class_name == "Dense" or len(layer.output_shape) != 1:
                 order = None
             self._out_order[layer.name] = order
