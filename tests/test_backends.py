@@ -162,7 +162,7 @@ def test_on_a_saturated_softmax_each_backend_matches_its_own_loss_path() -> None
 
 def test_the_keras_ops_that_compute_float64_in_float32_are_the_declared_ones() -> None:
     """Of the ops LeNet-5 uses, which ones Keras computes in float32 for float64 tensors on this
-    backend: tanh on JAX, matmul on torch, none on TensorFlow (README, "Backends"). Their
+    backend: tanh on JAX, matmul on torch, none on TensorFlow (docs/backends.md). Their
     float32 rounding is why the float64 tolerances of JAX and torch are float32-sized."""
     a, image, kernel = np.ones((2, 2)), np.ones((1, 6, 6, 1)), np.ones((3, 3, 1, 2))
     ops = keras.ops
@@ -214,7 +214,7 @@ def test_backend_vs_backend_names_the_check_where_they_part(
     run_here.save(tmp_path / "run")
     loaded = cross._Run.load(tmp_path / "run")  # through the files, without pickle
     # A second "backend" whose fc2 output is off by 1e-3 relative: a real disagreement, far
-    # beyond the float32-sized float64 tolerances of JAX and torch (README, "Backends").
+    # beyond the float32-sized float64 tolerances of JAX and torch (docs/backends.md).
     shifted = [
         dataclasses.replace(p, expected=p.expected * (1 + 1e-3))
         if (p.kind, p.name) == ("forward", "fc2")

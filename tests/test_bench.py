@@ -77,14 +77,17 @@ def test_config_round_trips_and_epochs_are_shared() -> None:
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["--repeats", "0"], "--repeats: expected an integer >= 1, got '0'"),
+        (["--repeats", "0"], "--repeats: expected an integer >= 1 and <= 1000, got '0'"),
         (["--epochs", "0"], "--epochs: expected an integer >= 1"),
-        (["--batch-size", "lots"], "--batch-size: expected an integer >= 1, got 'lots'"),
+        (
+            ["--batch-size", "lots"],
+            "--batch-size: expected an integer >= 1 and <= 65536, got 'lots'",
+        ),
         (["--digits", "-5"], "--digits: expected an integer >= 1"),
         (["--backends", "theano"], "unknown Keras backend 'theano'"),
         (["--backends", "tensorflow,theano"], "unknown Keras backend 'theano'"),
-        (["--json", "/no/such/folder/bench.json"], "--json: folder /no/such/folder does not"),
-        (["--plot", "/no/such/folder/bench.png"], "--plot: folder /no/such/folder does not"),
+        (["--json", "/no/such/folder/bench.json"], "folder /no/such/folder does not exist"),
+        (["--plot", "/no/such/folder/bench.png"], "folder /no/such/folder does not exist"),
         (["--digits", "9000", "--backends", "tensorflow"], "--digits: the bundled data has 8,000"),
         (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
     ],

@@ -93,7 +93,7 @@ def test_per_element_tolerance_reports_the_first_bad_element() -> None:
         compare_arrays("training", "x", actual, expected, PerElement(np.zeros(3), np.zeros(3)))
 
 
-# Epochs of plain SGD each backend's envelopes were calibrated over (README, "Backends").
+# Epochs of plain SGD each backend's envelopes were calibrated over (docs/backends.md).
 CALIBRATED_EPOCHS = {"tensorflow": 5, "jax": 1, "torch": 1}
 
 

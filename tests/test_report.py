@@ -260,3 +260,13 @@ def test_chromium_loads_every_image(written: Path, tmp_path: Path) -> None:
     images = json.loads(html.unescape(found[1]))
     assert len(images) >= 3
     assert all(loaded for _, loaded in images), images
+
+
+def test_a_path_that_is_not_utf8_is_written_escaped(verdict: Verdict, tmp_path: Path) -> None:
+    """A weights file whose name is not UTF-8 (Python keeps its bytes as surrogates) ends up in
+    the report's configuration: written escaped, never a UnicodeEncodeError."""
+    name = (tmp_path / "w").as_posix() + b"\xff.npz".decode("utf-8", "surrogateescape")
+    odd = dataclasses.replace(verdict, config=dataclasses.replace(verdict.config, weights=name))
+    out = report.write_report(odd, tmp_path / "latest")
+    assert "w\\udcff.npz" in (out / "report.md").read_text("utf-8")
+    assert json.loads((out / "verdict.json").read_text("utf-8"))["config"]["weights"] == name

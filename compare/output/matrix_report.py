@@ -418,5 +418,6 @@ def html_page(matrix: Matrix, heatmap: bytes | None = None) -> str:
 def write_documents(matrix: Matrix, folder: Path) -> None:
     """``heatmap.png``, ``report.md`` and ``index.html`` (the heatmap inline) into ``folder``."""
     png = plot_heatmap(matrix, folder / "heatmap.png")
-    (folder / "report.md").write_text(markdown(matrix), encoding="utf-8")
-    (folder / "index.html").write_text(html_page(matrix, png), encoding="utf-8")
+    # a path that is not UTF-8 (kept by Python as surrogates) is written escaped, not an error
+    for name, content in (("report.md", markdown(matrix)), ("index.html", html_page(matrix, png))):
+        (folder / name).write_text(content, encoding="utf-8", errors="backslashreplace")

@@ -119,10 +119,13 @@ def _build(verdict: Verdict, folder: Path) -> None:
     for kind in ("forward", "gradient"):
         plot_errors([c for c in verdict.checks if c.kind == kind], kind, folder / f"{kind}.png")
     images = {name: (folder / name).read_bytes() for name, _ in _plots(curves)}
-    (folder / "report.md").write_text(markdown(verdict, curves, heldout), encoding="utf-8")
-    (folder / "index.html").write_text(
-        html_page(verdict, curves, heldout, images), encoding="utf-8"
-    )
+    # a path that is not UTF-8 (kept by Python as surrogates) is written escaped, not an error
+    text = {
+        "report.md": markdown(verdict, curves, heldout),
+        "index.html": html_page(verdict, curves, heldout, images),
+    }
+    for name, content in text.items():
+        (folder / name).write_text(content, encoding="utf-8", errors="backslashreplace")
 
 
 def first_divergence(first: Check | None) -> str:

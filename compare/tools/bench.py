@@ -69,6 +69,7 @@ import pandas as pd
 
 import scratch
 from compare.errors import InputError
+from compare.inputs import validate
 from compare.inputs.atomic import atomic_output
 from compare.inputs.data import load_data
 from compare.inputs.weights import initial_weights
@@ -110,15 +111,12 @@ class BenchConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name, value, least in (
-            ("epochs", self.epochs, 1),
-            ("repeats", self.repeats, 1),
-            ("batch size", self.batch_size, 1),
-            ("digits", 1 if self.digits is None else self.digits, 1),
-            ("seed", self.seed, 0),
-        ):
-            if value < least:
-                raise InputError(f"the bench needs {name} >= {least}, got {value}")
+        validate.epochs(self.epochs, minimum=1)
+        validate.repeats(self.repeats)
+        validate.batch_size(self.batch_size)
+        validate.seed(self.seed)
+        if self.digits is not None:
+            validate.count(self.digits, "digits")
 
     @property
     def implementations(self) -> tuple[str, ...]:
