@@ -66,9 +66,9 @@ class _Parser(argparse.ArgumentParser):
 T = TypeVar("T")
 
 
-def _arg(check: Callable[..., T], /, **options: Any) -> Callable[[str], T]:
+def arg_type(check: Callable[..., T], /, **options: Any) -> Callable[[str], T]:
     """An argparse ``type=`` from a validator of :mod:`compare.inputs.validate`:
-    ``_arg(validate.seed)``, ``_arg(validate.epochs, minimum=1)``. A bad value becomes
+    ``arg_type(validate.seed)``, ``arg_type(validate.epochs, minimum=1)``. A bad value becomes
     ``expected <range>, got '<text>'``, which argparse prefixes with the flag."""
 
     def parse(text: str) -> T:
@@ -83,6 +83,9 @@ def _arg(check: Callable[..., T], /, **options: Any) -> Callable[[str], T]:
     return parse
 
 
+SEED = arg_type(validate.seed)
+
+
 def _tolerance_value(text: str) -> tuple[str, float]:
     """``[KIND=]VALUE`` → (kind or "*", value)."""
     kind, _, value = text.rpartition("=")
@@ -91,7 +94,7 @@ def _tolerance_value(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(
             f"unknown check kind {kind!r} in {text!r}; expected one of {', '.join(KINDS)}"
         )
-    return kind, _arg(validate.tolerance)(value)
+    return kind, arg_type(validate.tolerance)(value)
 
 
 DATA_HELP = (
@@ -114,10 +117,10 @@ def _add_setup_options(parser: argparse.ArgumentParser, *, many: bool) -> None:
     else:
         parser.add_argument("--variant", choices=variants, default="keras-docs")
         parser.add_argument("--dtype", choices=dtypes, default="float32")
-        parser.add_argument("--seed", type=_arg(validate.seed), default=0, help="weights and split")
+        parser.add_argument("--seed", type=SEED, default=0, help="weights and split")
     parser.add_argument(
         "--batch-size",
-        type=_arg(validate.batch_size),
+        type=arg_type(validate.batch_size),
         default=256,
         help="digits in the compared batch",
     )
@@ -161,14 +164,14 @@ def _add_check_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--epochs",
-        type=_arg(validate.epochs),
+        type=arg_type(validate.epochs),
         default=1,
         help="epochs of side-by-side training on identical batches after the layer checks "
         "(default 1; 0: none)",
     )
     parser.add_argument(
         "--momentum",
-        type=_arg(validate.momentum),
+        type=arg_type(validate.momentum),
         default=0.0,
         help="SGD momentum on both sides, Keras's form (default 0)",
     )
@@ -283,9 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend_option(spec)
     spec.add_argument("--variant", choices=sorted(scratch.VARIANTS), default="keras-docs")
     spec.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    spec.add_argument("--seed", type=_arg(validate.seed), default=0)
-    spec.add_argument("--batch-size", type=_arg(validate.batch_size), default=256)
-    spec.add_argument("--momentum", type=_arg(validate.momentum), default=0.0)
+    spec.add_argument("--seed", type=SEED, default=0)
+    spec.add_argument("--batch-size", type=arg_type(validate.batch_size), default=256)
+    spec.add_argument("--momentum", type=arg_type(validate.momentum), default=0.0)
     spec.add_argument("--nesterov", action="store_true")
     spec.add_argument("--json", type=Path, metavar="FILE", help="also write the spec here")
     spec.set_defaults(run=run_spec)
@@ -324,13 +327,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_backend_option(mutants)
     _add_setup_options(mutants, many=True)
-    mutants.add_argument("--seed", type=_arg(validate.seed), default=0, help="weights and split")
+    mutants.add_argument("--seed", type=SEED, default=0, help="weights and split")
     mutants.add_argument(
         "--only", action="append", metavar="NAME", help="run only this mutant (repeatable)"
     )
     mutants.add_argument(
         "--epochs",
-        type=_arg(validate.epochs),
+        type=arg_type(validate.epochs),
         help="epochs of training in every run (default: none for model bugs, whose first "
         "failure comes before training; 1 for training bugs)",
     )
@@ -363,10 +366,10 @@ def build_parser() -> argparse.ArgumentParser:
     matrix.add_argument(
         "--dtype", action="append", choices=("float32", "float64"), help="repeatable; default: both"
     )
-    matrix.add_argument("--seed", type=_arg(validate.seed), default=0, help="weights and split")
+    matrix.add_argument("--seed", type=SEED, default=0, help="weights and split")
     matrix.add_argument(
         "--batch-size",
-        type=_arg(validate.batch_size),
+        type=arg_type(validate.batch_size),
         default=256,
         help="digits in the compared batch",
     )
@@ -375,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     matrix.add_argument(
         "--epochs",
-        type=_arg(validate.epochs),
+        type=arg_type(validate.epochs),
         default=1,
         help="epochs of side-by-side training in every check (default 1; 0: none)",
     )
@@ -400,32 +403,35 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend_option(calibrate)
     _add_setup_options(calibrate, many=True)
     calibrate.add_argument(
-        "--seeds", type=_arg(validate.seed_count), default=20, help="how many seeds (default 20)"
+        "--seeds",
+        type=arg_type(validate.seed_count),
+        default=20,
+        help="how many seeds (default 20)",
     )
     calibrate.add_argument(
         "--first-seed",
-        type=_arg(validate.seed),
+        type=SEED,
         default=0,
         help="the seeds are FIRST..FIRST+N-1 (default 0); calibrations of disjoint seeds "
         "combine with --merge",
     )
     calibrate.add_argument(
         "--epochs",
-        type=_arg(validate.epochs),
+        type=arg_type(validate.epochs),
         default=5,
         help="epochs of side-by-side training per run: the training envelopes reach the last "
         "step of these (default 5)",
     )
     calibrate.add_argument(
         "--momentum-epochs",
-        type=_arg(validate.epochs),
+        type=arg_type(validate.epochs),
         default=1,
         help="epochs per run with SGD momentum 0.9 (Nesterov on odd seeds) for the momentum "
         "envelopes (default 1)",
     )
     calibrate.add_argument(
         "--safety-factor",
-        type=_arg(validate.safety_factor),
+        type=arg_type(validate.safety_factor),
         default=SAFETY_FACTOR,
         help=f"tolerance = factor x largest honest disagreement (default {SAFETY_FACTOR:g})",
     )
@@ -459,10 +465,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--variant", choices=sorted(scratch.VARIANTS), default="keras-docs")
     train.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    train.add_argument("--epochs", type=_arg(validate.epochs, minimum=1), default=20)
-    train.add_argument("--batch-size", type=_arg(validate.batch_size), default=256)
-    train.add_argument("--learning-rate", type=_arg(validate.learning_rate), default=0.05)
-    train.add_argument("--momentum", type=_arg(validate.momentum), default=0.0)
+    train.add_argument("--epochs", type=arg_type(validate.epochs, minimum=1), default=20)
+    train.add_argument("--batch-size", type=arg_type(validate.batch_size), default=256)
+    train.add_argument("--learning-rate", type=arg_type(validate.learning_rate), default=0.05)
+    train.add_argument("--momentum", type=arg_type(validate.momentum), default=0.0)
     train.add_argument("--nesterov", action="store_true")
     train.add_argument(
         "--loss-path",
@@ -471,9 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="cross-entropy as Keras computes it on TensorFlow (logits) or JAX/torch "
         "(clipped probabilities); default: logits",
     )
-    train.add_argument(
-        "--seed", type=_arg(validate.seed), default=0, help="weights, split, shuffle"
-    )
+    train.add_argument("--seed", type=SEED, default=0, help="weights, split, shuffle")
     train.add_argument(
         "--data", default="bundled", metavar="bundled|keras|synthetic|PATH", help=DATA_HELP
     )
@@ -758,31 +762,29 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
     )
     command.add_argument(
         "--epochs",
-        type=_arg(validate.epochs, minimum=1),
+        type=arg_type(validate.epochs, minimum=1),
         default=1,
         help="timed epochs per repeat (default 1)",
     )
     command.add_argument(
         "--repeats",
-        type=_arg(validate.repeats),
+        type=arg_type(validate.repeats),
         default=5,
         help="interleaved repeats; the median and spread are over these (default 5)",
     )
     command.add_argument(
         "--batch-size",
-        type=_arg(validate.batch_size),
+        type=arg_type(validate.batch_size),
         default=256,
         help="digits per training batch (default 256)",
     )
     command.add_argument(
         "--digits",
-        type=_arg(validate.count, name="digits"),
+        type=arg_type(validate.count, name="digits"),
         metavar="N",
         help="train on the first N of the 8,000 bundled training digits (default: all)",
     )
-    command.add_argument(
-        "--seed", type=_arg(validate.seed), default=0, help="weights, split and batch order"
-    )
+    command.add_argument("--seed", type=SEED, default=0, help="weights, split and batch order")
     command.add_argument(
         "--json",
         type=Path,

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from compare.cli import arg_type
 from compare.errors import InputError
 from compare.inputs import atomic, npz, validate
 from compare.inputs.atomic import (
@@ -266,9 +267,9 @@ def test_numbers_in_range_pass() -> None:
 
 def test_argparse_types_say_the_range_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser(prog="p")
-    parser.add_argument("--seed", type=validate.arg(validate.seed))
-    parser.add_argument("--epochs", type=validate.arg(validate.epochs, minimum=1))
-    parser.add_argument("--momentum", type=validate.arg(validate.momentum))
+    parser.add_argument("--seed", type=arg_type(validate.seed))
+    parser.add_argument("--epochs", type=arg_type(validate.epochs, minimum=1))
+    parser.add_argument("--momentum", type=arg_type(validate.momentum))
     args = parser.parse_args(["--seed", "4294967295", "--epochs", "3", "--momentum", "0.9"])
     assert (args.seed, args.epochs, args.momentum) == (2**32 - 1, 3, 0.9)
     for argv, needle in [

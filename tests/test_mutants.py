@@ -194,12 +194,27 @@ def test_cli_runs_one_mutant(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["mutants", "--only", name, "--variant", "keras-docs", "--dtype", "float64"])
     out, err = capsys.readouterr()
     assert code == 0, out + err
-    (row,) = [line for line in out.splitlines() if line.startswith(name)]
-    assert row.split()[1:3] == ["keras-docs", "float64"]
+    # one counter line per run: "1/1 [12 s] flatten-nchw keras-docs float64 caught=yes ..."
+    (row,) = [line for line in out.splitlines() if f" {name} " in line]
+    assert row.startswith("1/1 [") and row.split()[3:6] == [name, "keras-docs", "float64"]
     assert "caught=yes" in row
     assert "first=forward flatten" in row
     assert "localised=yes" in row
     assert "1 of 1 mutant runs caught" in out
+
+
+def test_a_mutant_that_cannot_show_is_refused_not_passed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A check that cannot show the bug would PASS and prove nothing (issue: silent
+    acceptance): a classic-only mutant on keras-docs, as a check or as the only mutant run."""
+    argv = ["check", "--mutant", "same-padding-bottom-right", "--epochs", "0"]
+    assert main(argv) == 2
+    assert "does not apply to the keras-docs model" in capsys.readouterr().err
+    argv = ["mutants", "--only", "same-padding-bottom-right", "--variant", "keras-docs"]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "nothing would be run" in err and err.count("\n") == 1
 
 
 def test_cli_unknown_mutant_is_one_line_exit_2(capsys: pytest.CaptureFixture[str]) -> None:

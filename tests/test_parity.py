@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import on_backend
 import pytest
@@ -17,7 +18,9 @@ from compare.judge.checks import Tolerance
 from compare.judge.tolerances import SAFETY_FACTOR, Envelope, derive, load_table
 from compare.output.text import summary, table
 from compare.parity.config import CheckConfig
+from compare.parity.environment import describe
 from compare.sides.backends import BACKENDS
+from compare.sides.keras_side import backend_module
 from compare.tools.calibrate import POOLED_KINDS, PROFILE_FIELDS, measure
 
 pytestmark = pytest.mark.keras
@@ -154,7 +157,25 @@ def test_defaults_are_what_the_recorded_measurements_give(backend: str) -> None:
                 assert table["tolerances"][backend][dtype][kind][name] == expected
 
 
+def _numerics(environment: dict[str, Any]) -> tuple[object, object]:
+    """What float32 rounding depends on beyond the versions: the CPU and the BLAS kernel."""
+    blas = environment.get("blas") or {}
+    return environment.get("cpu"), blas.get("architecture") if isinstance(blas, dict) else blas
+
+
 def test_a_rerun_of_one_calibration_seed_stays_within_the_recorded_measurements() -> None:
+    """Where the table was calibrated (same CPU and BLAS kernel), rerunning seed 0 reproduces
+    its measurements: a change of scratch's or Keras's rounding shows here. Elsewhere float32
+    rounds differently (measured: conv2's forward max abs 3.28e-7 against the recorded 2.98e-7
+    on another AMD EPYC host, with the code the table was calibrated with): docs/tolerances.md.
+    """
+    run = load_table()["runs"][on_backend.NAME]["environment"]
+    here = describe(backend_module(), "float32")
+    if _numerics(run) != _numerics(here) or None in _numerics(run):
+        pytest.skip(
+            f"calibrated on CPU/BLAS {_numerics(run)}, running on {_numerics(here)}: float32 "
+            "rounds differently by CPU, so the recorded maxima hold only there"
+        )
     recorded = load_table()["measured"][on_backend.NAME]
     measured, _ = measure([0], ["float32"], ["keras-docs"], batch_size=256)
     for kind, checks in measured["float32"].items():
