@@ -395,7 +395,7 @@ def test_a_module_is_found_in_the_current_folder_without_touching_sys_path(tmp_p
     assert out.stdout.strip() == "build"
 
 
-def test_load_factory_takes_a_file_path() -> None:
+def test_load_factory_takes_an_importable_module() -> None:
     assert load_factory("compare.sides.scratch_side:build") is scratch_side.build
 
 

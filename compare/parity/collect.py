@@ -239,7 +239,7 @@ def finite_differences(
     x64, y64 = x[:FD_BATCH].astype(np.float64), y[:FD_BATCH].astype(np.float64)
     side.set_weights(w64)
     _, grads, dx = side.loss_and_gradients(x64, y64)
-    analytic = {k: g for k, g in grads.items()}
+    analytic = dict(grads)
     if dx is not None:
         analytic["input"] = dx
     relu = [layer.name for layer in spec.layers if layer.activation == "relu"]

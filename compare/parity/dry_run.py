@@ -19,6 +19,13 @@ from compare.sides.protocol import OPTIONAL, ModelSpec
 DRY_BATCH = 2  # digits per call of a dry run
 
 
+def _prepared(config: CheckConfig) -> ModelSpec:
+    """The spec of ``config`` on this process's backend (made deterministic, checked for the
+    dtype, as a check would)."""
+    backend, _ = prepare(config)
+    return spec_for(config, backend)
+
+
 def model_spec(
     variant: str,
     dtype: str,
@@ -29,17 +36,17 @@ def model_spec(
     nesterov: bool = False,
 ) -> ModelSpec:
     """The spec ``FACTORY(spec)`` receives for these options on this process's backend."""
-    config = CheckConfig(
-        variant=variant,
-        dtype=dtype,
-        seed=seed,
-        batch_size=batch_size,
-        momentum=momentum,
-        nesterov=nesterov,
-        epochs=0,
+    return _prepared(
+        CheckConfig(
+            variant=variant,
+            dtype=dtype,
+            seed=seed,
+            batch_size=batch_size,
+            momentum=momentum,
+            nesterov=nesterov,
+            epochs=0,
+        )
     )
-    backend, _ = prepare(config)
-    return spec_for(config, backend)
 
 
 def arrays_table(spec: ModelSpec) -> str:
@@ -105,8 +112,7 @@ def dry_run(
         epochs=0,
         implementation=label,
     )
-    backend, _ = prepare(config)
-    spec = spec_for(config, backend)
+    spec = _prepared(config)
     data = load_data("bundled", seed=seed, dtype=dtype)
     x, y = data.x_train[:DRY_BATCH], data.y_train[:DRY_BATCH]
     lines = [f"dry run of {label} ({spec.name}, {dtype}, {DRY_BATCH} digits)"]
