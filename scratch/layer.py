@@ -15,6 +15,12 @@ kernels ``(in, units)``):
 
 Subclasses implement ``_build``, ``_forward`` (pre-activation output) and ``_backward``
 (gradient with respect to the pre-activation output); activation handling lives here once.
+
+Weight penalties (Keras's ``kernel_regularizer`` ...) live in ``regularizers``, param key →
+:class:`scratch.regularizers.L1L2`. A layer's ``backward`` gives the gradient of what flows
+into it only; the model adds each penalty to its loss and the penalty's gradient to the
+param's gradient (``regularization_losses`` / ``add_regularization_gradients``), as Keras adds
+``model.losses`` to the compiled loss.
 """
 
 from __future__ import annotations
@@ -25,8 +31,10 @@ from typing import Literal, overload
 
 import numpy as np
 
-from scratch import activations, windows
+from scratch import activations, regularizers, windows
 from scratch.activations import Activation
+from scratch.initializers import Initializer
+from scratch.regularizers import Regularizer
 from scratch.windows import Axis
 
 Shape = tuple[int, ...]
@@ -144,6 +152,7 @@ class Layer:
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
         self.state: dict[str, np.ndarray] = {}
+        self.regularizers: dict[str, Regularizer] = {}  # param key -> penalty
         self.built = False
         self.dtype: np.dtype[np.floating] = np.dtype("float32")
         self.input_shape: Shape = ()
@@ -265,6 +274,37 @@ class Layer:
 
     def _new_weight(self, shape: Shape, init: np.ndarray | float) -> np.ndarray:
         return np.array(np.broadcast_to(init, shape), dtype=self.dtype)
+
+    def _initialize(self, init: Initializer, shape: Shape, rng: np.random.Generator) -> np.ndarray:
+        """A weight drawn by ``init`` in the layer's dtype (C-contiguous, writable)."""
+        value = np.ascontiguousarray(init(shape, rng, self.dtype))
+        if value.shape != shape or value.dtype != self.dtype:
+            raise AssertionError((type(init).__name__, value.shape, shape, value.dtype))
+        return value
+
+    def _regularize(self, key: str, identifier: object) -> None:
+        """Attach the penalty ``identifier`` (see :func:`scratch.regularizers.get`) to the
+        param ``key``; ``None`` attaches nothing."""
+        regularizer = regularizers.get(identifier)
+        if regularizer is not None:
+            self.regularizers[key] = regularizer
+
+    # -- regularization --------------------------------------------------------------------
+    def regularization_losses(self) -> list[np.floating]:
+        """Each penalty of an existing param, in param order (Keras's ``layer.losses`` from
+        weight regularizers), in the param's dtype."""
+        return [
+            self.regularizers[key].loss(w)
+            for key, w in self.params.items()
+            if key in self.regularizers
+        ]
+
+    def add_regularization_gradients(self) -> None:
+        """Add each penalty's gradient to its param's gradient of the last backward (new
+        arrays: ``grads`` may be shared with the caller)."""
+        for key, w in self.params.items():
+            if key in self.regularizers:
+                self.grads[key] = self.grads[key] + self.regularizers[key].gradient(w)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"

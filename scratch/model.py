@@ -3,11 +3,16 @@
 Weights and gradients are dicts keyed ``"<layer name>/<param>"`` (``"conv1/kernel"``,
 ``"fc2/bias"``, ``"bn/moving_mean"``) holding arrays in Keras's layouts. That naming is the
 contract the rest of lenet-parity and its users rely on.
+
+The loss is Keras's ``Trainer.compute_loss``: the cross-entropy plus every weight penalty
+(``kernel_regularizer`` ...), summed in layer and weight order; each penalty's gradient is
+added to its weight's gradient. A model without regularizers does none of that work.
+Dropout layers take keep masks from outside with :meth:`Sequential.set_dropout_masks`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -19,6 +24,10 @@ from scratch.losses import (
     crossentropy_from_probabilities,
 )
 from scratch.optimizers import SGD
+from scratch.regularization import Dropout
+
+# Output activations whose logits Keras's TensorFlow cross-entropy uses (``_keras_logits``).
+LOGITS_OUTPUTS = ("softmax", "sigmoid")
 
 
 def accuracy(y_onehot: np.ndarray, probs: np.ndarray) -> float:
@@ -114,24 +123,72 @@ class Sequential:
 
     @property
     def loss_path(self) -> LossPath:
-        """The cross-entropy path actually used: "logits" needs a softmax output layer."""
-        if self.loss.path == "logits" and self.layers[-1].activation.name == "softmax":
+        """The cross-entropy path actually used: "logits" needs an output layer ending in
+        softmax or sigmoid. Keras on TensorFlow takes the logits of both: its sigmoid output
+        carries ``_keras_logits`` too (keras/src/backend/tensorflow/nn.py), and
+        ``categorical_crossentropy`` then computes the *softmax* cross-entropy of those
+        logits. Any other output takes the probabilities path, as on TensorFlow."""
+        if self.loss.path == "logits" and self.layers[-1].activation.name in LOGITS_OUTPUTS:
             return "logits"
         return "probabilities"
 
     def compute_loss(self, y_onehot: np.ndarray) -> tuple[np.floating, np.ndarray]:
         """Loss of the last forward pass and its gradient at the last layer: at the logits on
-        the logits path (fused softmax + cross-entropy), at the output otherwise."""
+        the logits path (fused softmax + cross-entropy), at the output otherwise. The loss
+        includes the weight penalties (:meth:`regularization_losses`), as Keras's does."""
         last = self.layers[-1]
         if self.loss_path == "logits":
-            return crossentropy_from_logits(y_onehot, last.preactivation)
-        return crossentropy_from_probabilities(y_onehot, last.output)
+            loss, dloss = crossentropy_from_logits(y_onehot, last.preactivation)
+        else:
+            loss, dloss = crossentropy_from_probabilities(y_onehot, last.output)
+        # Keras: ops.sum([compiled loss, *model.losses]), added in that order
+        for penalty in self.regularization_losses():
+            loss = loss + penalty
+        return loss, dloss
+
+    def regularization_losses(self) -> list[np.floating]:
+        """Every weight penalty, in layer and weight order (Keras's ``model.losses``)."""
+        return [
+            p for layer in self.layers if layer.regularizers for p in layer.regularization_losses()
+        ]
+
+    # -- dropout masks ---------------------------------------------------------------------
+    @property
+    def dropout_layers(self) -> dict[str, Dropout]:
+        return {la.name: la for la in self.layers if isinstance(la, Dropout)}
+
+    def set_dropout_masks(self, masks: Mapping[str, np.ndarray]) -> None:
+        """Keep masks (layer name → bool array of that Dropout layer's input shape, batch
+        included; True keeps) for every Dropout layer, used by the next training forward
+        passes until replaced or cleared (:meth:`clear_dropout_masks`). Nothing is set unless
+        every mask is valid."""
+        dropouts = self.dropout_layers
+        if masks.keys() != dropouts.keys():
+            raise ValueError(
+                "set_dropout_masks needs one mask for every Dropout layer: "
+                f"{sorted(dropouts)}. Received: missing={sorted(dropouts.keys() - masks.keys())}, "
+                f"unknown={sorted(masks.keys() - dropouts.keys())}"
+            )
+        previous = {name: layer.mask for name, layer in dropouts.items()}
+        try:
+            for name, layer in dropouts.items():
+                layer.set_mask(np.asarray(masks[name]))
+        except ValueError:
+            for name, layer in dropouts.items():
+                layer.mask = previous[name]
+            raise
+
+    def clear_dropout_masks(self) -> None:
+        """Back to every Dropout layer's own seeded masks."""
+        for layer in self.dropout_layers.values():
+            layer.set_mask(None)
 
     def backward_from_loss(
         self, dloss: np.ndarray, *, input_grad: bool = False
     ) -> np.ndarray | None:
-        """Backpropagate the gradient from ``compute_loss`` through every layer; returns
-        dloss/dinput when ``input_grad`` (the first layer skips that work otherwise)."""
+        """Backpropagate the gradient from ``compute_loss`` through every layer, then add each
+        weight penalty's gradient to its weight's; returns dloss/dinput when ``input_grad``
+        (the first layer skips that work otherwise)."""
         last = self.layers[-1]
         grad_in = input_grad or len(self.layers) > 1
         if self.loss_path == "logits":
@@ -141,6 +198,9 @@ class Sequential:
         for i in range(len(self.layers) - 2, -1, -1):
             assert g is not None
             g = self.layers[i].backward(g, input_grad=input_grad or i > 0)
+        for layer in self.layers:
+            if layer.regularizers:
+                layer.add_regularization_gradients()
         return g
 
     def _loss_and_backward(
