@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import torch
 
-from reference.model import seed_host, trainable_variables
+from reference.model import preserved_state, seed_host, trainable_variables
 
 NAME = "torch"
 # keras/src/backend/torch/nn.py::categorical_crossentropy renormalises the probabilities and
@@ -18,6 +18,13 @@ LOSS_PATH = "probabilities"
 # BIT64_TO_BIT32_DTYPE): every Dense layer of a float64 model multiplies in float32 (its bias
 # add promotes the result back to float64).
 FLOAT64_COMPUTED_IN_FLOAT32 = ("matmul",)
+# Keras layers that compute a float64 model's output in float32 here (and cast it back to float64,
+# so the output's dtype does not show it). BatchNormalization.call computes in
+# ``backend.result_type(inputs.dtype, "float32")`` (keras/src/layers/normalization/
+# batch_normalization.py), which is float32 for float64 inputs on every backend but TensorFlow
+# (the same BIT64_TO_BIT32_DTYPE rule): batch statistics, moving-statistics updates and the
+# normalisation are float32. Measured against TensorFlow's float64: 4.8e-6 (torch, training mode).
+FLOAT64_LAYERS_COMPUTED_IN_FLOAT32 = ("BatchNormalization",)
 
 
 def effective_momentum(momentum: float) -> float:
@@ -25,6 +32,13 @@ def effective_momentum(momentum: float) -> float:
     ``torch.as_tensor(momentum, dtype=...)`` (keras/src/backend/torch/core.py), so float64
     variables get the exact Python float."""
     return momentum
+
+
+def effective_regularization_factor(factor: float) -> float:
+    """The factor Keras's L2 and L1L2 regularizers apply: ``ops.cast(self.l2, dtype=x.dtype)``
+    of the Python float is ``torch.as_tensor(factor, dtype=...)`` here, so a float64 model gets
+    the exact factor (a float32 one its float32 rounding)."""
+    return factor
 
 
 def configure_determinism(seed: int) -> None:
@@ -42,19 +56,37 @@ def check_dtype(dtype: str) -> None:
 def gradients(
     model: keras.Model, x: np.ndarray, y: np.ndarray
 ) -> tuple[np.floating, dict[str, np.ndarray], np.ndarray]:
-    """The compiled loss (mean over the batch) of ``model`` on ``(x, y)``, its gradient for
-    every trainable parameter keyed ``"<layer>/<param>"``, and dloss/dinput."""
+    """The compiled loss (mean over the batch, plus the weight regularizers' penalties, as
+    keras/src/trainers/trainer.py::compute_loss adds ``self.losses``) of ``model`` on
+    ``(x, y)`` in training mode, its gradient for every trainable parameter keyed
+    ``"<layer>/<param>"``, and dloss/dinput. A training-mode call assigns BatchNormalization's
+    moving statistics: they are put back (:func:`reference.model.preserved_state`)."""
     variables = trainable_variables(model)
     xt = torch.tensor(np.asarray(x), requires_grad=True)
     yt = torch.tensor(np.asarray(y))
-    y_pred = model(xt, training=True)
-    loss = model.compute_loss(x=xt, y=yt, y_pred=y_pred, training=False)
-    *grads, dx = torch.autograd.grad(loss, [*(v.value for v in variables.values()), xt])
+    with preserved_state(model):
+        y_pred = model(xt, training=True)
+        loss = model.compute_loss(x=xt, y=yt, y_pred=y_pred, training=True)
+        *grads, dx = torch.autograd.grad(loss, [*(v.value for v in variables.values()), xt])
     return (
         loss.detach().numpy()[()],
         {key: g.detach().numpy().copy() for key, g in zip(variables, grads, strict=True)},
         dx.detach().numpy().copy(),
     )
+
+
+def apply_dropout_mask(
+    inputs: torch.Tensor, keep: torch.Tensor, rate: float, *, seeded: bool
+) -> torch.Tensor:
+    """Keras's Dropout with ``keep`` (1 kept, 0 dropped) for its random mask, by the path
+    keras/src/backend/torch/random.py::dropout takes: a seeded Dropout draws a Bernoulli mask
+    and computes ``torch.where(mask, inputs / keep_prob, zeros)``; an unseeded one calls
+    ``torch.nn.functional.dropout``, which on the CPU (no fused kernel) divides its 0/1 noise
+    by ``1 - p`` in place and multiplies: ``inputs * (noise / keep_prob)``."""
+    keep_prob = 1.0 - rate
+    if seeded:
+        return torch.where(keep != 0, inputs / keep_prob, torch.zeros_like(inputs))
+    return inputs * (keep / keep_prob)
 
 
 def versions() -> dict[str, str]:

@@ -1,8 +1,9 @@
-"""The Keras 3 LeNet-5 (backend-agnostic Keras code) and its weights as named arrays.
+"""Backend-agnostic Keras code shared by every reference model: the LeNet-5s, the harness's
+compile recipe, weights as named arrays, layer outputs and training steps.
 
-Layer names are the project's contract — ``conv1, pool1, conv2, pool2, flatten, fc1, fc2,
-output`` — and weights are keyed ``"<layer>/<param>"`` (``"conv1/kernel"``) in Keras's own
-layouts, so nothing is transposed on the way in or out.
+Weights are keyed ``"<layer>/<param>"`` (``"conv1/kernel"``, ``"bn1/moving_mean"``) in Keras's
+own layouts, so nothing is transposed on the way in or out. The LeNet-5s' layer names are the
+project's contract: ``conv1, pool1, conv2, pool2, flatten, fc1, fc2, output``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Iterator, Mapping
 
 import keras
 import numpy as np
+
+from reference.dropout import MaskedDropout
 
 INPUT_SHAPE = (28, 28, 1)  # MNIST, NHWC without the batch axis
 NUM_CLASSES = 10
@@ -34,18 +37,22 @@ def seed_host(seed: int) -> None:
     (measured on this project's 2-core machine) and TensorFlow's C++ start-up log. Keras's
     global ``SeedGenerator`` seeds itself from Python's ``random`` when it is first made. No
     random number Keras draws reaches a comparison: the shared weights replace the initial
-    ones, and LeNet-5 has no dropout."""
+    ones, and the harness's models apply given dropout masks (:mod:`reference.dropout`)."""
     random.seed(seed)
     # the legacy global generator, which set_random_seed seeds too
     np.random.seed(seed)  # noqa: NPY002
 
 
 @contextlib.contextmanager
-def _floatx(dtype: str) -> Iterator[None]:
+def floatx(dtype: str) -> Iterator[None]:
     """Keras's floatx set to ``dtype`` while a model is built and compiled (the loss and the
     metrics take their dtype from it), then restored. The layers get ``dtype`` explicitly:
-    Keras caches its global dtype policy from floatx the first time a layer is made, so floatx
-    alone does not reach layers made after that."""
+    Keras caches its global dtype policy from floatx the first time a layer is made
+    (keras/src/dtype_policies/dtype_policy.py::dtype_policy), so floatx alone does not reach
+    layers made after that. The policy is cached here first, from the floatx outside the
+    scope, so that a model made inside a float64 scope does not leave float64 as the default
+    policy of every layer made later without a dtype (a user's builder, say)."""
+    keras.config.dtype_policy()
     previous = keras.config.floatx()
     keras.config.set_floatx(dtype)
     try:
@@ -63,19 +70,26 @@ def build_lenet5(
     nesterov: bool = False,
 ) -> keras.Sequential:
     """The Keras LeNet-5 in ``dtype`` (float64 through Keras's floatx), compiled with SGD,
-    categorical cross-entropy and accuracy. Its weights are Keras's fresh initialisation:
-    load the shared weights with :func:`set_weights` before comparing."""
+    categorical cross-entropy and accuracy (:func:`compile_model`). Its weights are Keras's
+    fresh initialisation: load the shared weights with :func:`set_weights` before comparing."""
+    model = lenet5(variant, dtype)
+    compile_model(model, dtype, learning_rate=learning_rate, momentum=momentum, nesterov=nesterov)
+    return model
+
+
+def lenet5(variant: str = "keras-docs", dtype: str = "float32") -> keras.Sequential:
+    """The uncompiled Keras LeNet-5 ``variant`` in ``dtype`` (the zoo's keras-docs and classic
+    models)."""
     if variant not in VARIANTS:
         raise ValueError(
             f"Unknown LeNet-5 variant. Expected one of {sorted(VARIANTS)}. "
             f"Received: variant={variant!r}"
         )
-    if dtype not in DTYPES:
-        raise ValueError(f"Invalid dtype. Expected one of {DTYPES}. Received: dtype={dtype!r}")
+    check_dtype(dtype)
     act, pad = VARIANTS[variant]
     layers = keras.layers
-    with _floatx(dtype):
-        model = keras.Sequential(
+    with floatx(dtype):
+        return keras.Sequential(
             [
                 keras.Input(INPUT_SHAPE, dtype=dtype),
                 layers.Conv2D(6, 5, padding=pad, activation=act, name="conv1", dtype=dtype),
@@ -89,6 +103,27 @@ def build_lenet5(
             ],
             name=f"lenet5_{variant.replace('-', '_')}",
         )
+
+
+def check_dtype(dtype: str) -> None:
+    if dtype not in DTYPES:
+        raise ValueError(f"Invalid dtype. Expected one of {DTYPES}. Received: dtype={dtype!r}")
+
+
+def compile_model(
+    model: keras.Model,
+    dtype: str,
+    *,
+    learning_rate: float = LEARNING_RATE,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+) -> None:
+    """Compile ``model`` (built in ``dtype``) the way the harness trains every reference:
+    SGD with the recipe, categorical cross-entropy on one-hot labels and accuracy, all made in
+    Keras's floatx set to ``dtype`` (the optimizer's learning-rate variable takes its dtype from
+    it)."""
+    check_dtype(dtype)
+    with floatx(dtype):
         model.compile(
             optimizer=keras.optimizers.SGD(learning_rate, momentum=momentum, nesterov=nesterov),
             # Objects, not strings: Keras resolves strings lazily, outside this floatx scope,
@@ -96,7 +131,6 @@ def build_lenet5(
             loss=keras.losses.CategoricalCrossentropy(dtype=dtype),
             metrics=[keras.metrics.CategoricalAccuracy(name="accuracy", dtype=dtype)],
         )
-    return model
 
 
 def trainable_variables(model: keras.Model) -> dict[str, keras.Variable]:
@@ -107,7 +141,27 @@ def trainable_variables(model: keras.Model) -> dict[str, keras.Variable]:
 
 
 def _all_variables(model: keras.Model) -> dict[str, keras.Variable]:
-    return {f"{layer.name}/{v.name}": v for layer in model.layers for v in layer.weights}
+    """Every weight, trainable or not (BatchNormalization's moving statistics too), keyed
+    ``"<layer>/<param>"``; a MaskedDropout's keep mask is the harness's, not the model's."""
+    return {
+        f"{layer.name}/{v.name}": v
+        for layer in model.layers
+        if not isinstance(layer, MaskedDropout)
+        for v in layer.weights
+    }
+
+
+@contextlib.contextmanager
+def preserved_state(model: keras.Model) -> Iterator[None]:
+    """The model's non-trainable state (BatchNormalization's moving statistics, Dropout's seed
+    state) put back as it was on leaving: a training-mode forward pass on TensorFlow or torch
+    assigns the moving statistics, which a gradient computation must not change."""
+    saved = [(v, to_numpy(v)) for v in model.non_trainable_variables]
+    try:
+        yield
+    finally:
+        for v, value in saved:
+            v.assign(value)
 
 
 def get_weights(model: keras.Model) -> dict[str, np.ndarray]:
