@@ -34,6 +34,7 @@ from compare.parity.run import spec_for
 from compare.sides import scratch_side
 from compare.sides.backends import BACKENDS
 from compare.sides.keras_side import backend_module, check_backend_dtype
+from compare.tools.progress import Progress
 
 PROFILE_FIELDS = ("max_abs", "max_rel", "max_rel_large")
 K = TypeVar("K", str, int)
@@ -60,7 +61,23 @@ def measure(
     """The profiles of the checks without steps, and of the training checks per step, each
     merged over all seeds and variants. Each seed trains ``epochs`` with plain SGD and, for
     the momentum envelopes, ``momentum_epochs`` with momentum ``MOMENTUM`` (Nesterov on odd
-    seeds)."""
+    seeds). ``progress`` gets a counter line per measured dtype × variant × seed
+    (``3/80 [95 s] float32 keras-docs seed 2``), or a bar shows on a terminal
+    (:mod:`compare.tools.progress`)."""
+    with Progress(len(dtypes) * len(variants) * len(seeds), "calibrate", progress) as shown:
+        return _measure(seeds, dtypes, variants, batch_size, epochs, momentum_epochs, data, shown)
+
+
+def _measure(
+    seeds: Sequence[int],
+    dtypes: Sequence[str],
+    variants: Sequence[str],
+    batch_size: int,
+    epochs: int,
+    momentum_epochs: int,
+    data: str,
+    progress: Progress,
+) -> tuple[Profiles, StepProfiles]:
     backend = backend_module()
     measured: Profiles = {}
     per_step: StepProfiles = {}
@@ -68,7 +85,18 @@ def measure(
         check_backend_dtype(backend, dtype)
         for variant in variants:
             for seed in seeds:
-                runs = [CheckConfig(variant, dtype, seed, batch_size, data, epochs=epochs)]
+                runs = [
+                    CheckConfig(
+                        variant,
+                        dtype,
+                        seed,
+                        batch_size,
+                        data,
+                        epochs=epochs,
+                        steps=None,
+                        train_batch_size=batch_size,
+                    )
+                ]
                 if momentum_epochs:
                     runs.append(
                         dataclasses.replace(
@@ -89,8 +117,7 @@ def measure(
                         measured.setdefault(dtype, {}),
                         per_step.setdefault(dtype, {}),
                     )
-                if progress is not None:
-                    progress(f"{dtype} {variant} seed {seed}")
+                progress.finished(f"{dtype} {variant} seed {seed}")
     return measured, per_step
 
 

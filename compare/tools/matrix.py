@@ -27,7 +27,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -44,6 +43,7 @@ from compare.output import matrix_report
 from compare.output.text import summary
 from compare.parity.run import check_parity, judge
 from compare.sides import backends as keras_backends
+from compare.tools.progress import Progress
 
 SCRATCH: Final = "scratch"
 KINDS_SHOWN: Final = ("forward", "gradient", "training")  # the kinds two backends share
@@ -168,13 +168,18 @@ class Matrix:
 
 # -- running -----------------------------------------------------------------------------------
 def run_matrix(config: MatrixConfig, progress: Callable[[str], None] | None = None) -> Matrix:
-    """Run every backend in its own process, then build the matrix."""
+    """Run every backend in its own process, then build the matrix. ``progress`` gets a
+    counter line per finished check (or, on a terminal, the line above a bar: see
+    :mod:`compare.tools.progress`)."""
     results: dict[str, dict[tuple[str, str], _Run]] = {}
-    counter = _Counter(len(config.backends) * len(config.variants) * len(config.dtypes))
-    with tempfile.TemporaryDirectory(prefix="lenet-parity-matrix-") as tmp:
+    jobs = len(config.backends) * len(config.variants) * len(config.dtypes)
+    with (
+        tempfile.TemporaryDirectory(prefix="lenet-parity-matrix-") as tmp,
+        Progress(jobs, "matrix", progress, results=True) as shown,
+    ):
         for backend in config.backends:
             folder = Path(tmp) / backend
-            _run_child(backend, config, folder, progress, counter)
+            _run_child(backend, config, folder, shown)
             results[backend] = {
                 (variant, dtype): _Run.load(folder / f"{variant}-{dtype}")
                 for variant in config.variants
@@ -183,32 +188,14 @@ def run_matrix(config: MatrixConfig, progress: Callable[[str], None] | None = No
     return build(config, results)
 
 
-@dataclasses.dataclass
-class _Counter:
-    """The jobs done so far, for a counter line per finished job ("3/12 jax classic float64
-    PASS … 31 s"), so that a piped run says how far it is."""
-
-    total: int
-    done: int = 0
-    started: float = dataclasses.field(default_factory=time.perf_counter)
-
-    def line(self, backend: str, text: str) -> str:
-        if text.startswith(("PASS", "FAIL")):
-            self.done += 1
-            seconds = time.perf_counter() - self.started
-            return f"{self.done}/{self.total} {backend} {text} [{seconds:.0f} s]"
-        return f"{backend}: {text}"
-
-
 def _run_child(
     backend: str,
     config: MatrixConfig,
     folder: Path,
-    progress: Callable[[str], None] | None,
-    counter: _Counter,
+    progress: Progress,
 ) -> None:
-    """``python -m compare.tools.matrix`` on ``backend``; its output lines go to ``progress``,
-    a finished job's with the count of jobs done."""
+    """``python -m compare.tools.matrix`` on ``backend``; each verdict line it prints is a
+    finished job of ``progress`` (``3/12 [31 s] jax PASS: ...``), any other line a note."""
     folder.mkdir(parents=True)
     command = [
         sys.executable,
@@ -232,8 +219,11 @@ def _run_child(
         try:
             assert child.stdout is not None
             for line in child.stdout:
-                if progress is not None:
-                    progress(counter.line(backend, line.rstrip()))
+                text = line.rstrip()
+                if text.startswith(("PASS", "FAIL")):
+                    progress.finished(f"{backend} {text}")
+                else:
+                    progress.note(f"{backend}: {text}")
             code = child.wait()
         finally:
             if child.poll() is None:  # interrupted: the child goes too
