@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -39,6 +40,7 @@ from compare.judge.checks import KINDS
 from compare.judge.tolerances import SAFETY_FACTOR
 from compare.output.report import write_report
 from compare.output.text import summary, table
+from compare.parity.config import DEFAULT_MAX_STEPS, DEFAULT_MODEL, JUDGES
 from compare.parity.dry_run import arrays_table, dry_run, model_spec
 from compare.parity.run import check_parity
 from compare.parity.verdict import Verdict
@@ -104,6 +106,25 @@ DATA_HELP = (
 )
 
 
+MODEL_HELP = (
+    "the Keras reference: a zoo name (see below), FILE.keras (read in safe mode) or "
+    "MODULE:BUILDER / path/to/file.py:BUILDER (BUILDER() returns a Keras model); default "
+    "keras-docs"
+)
+
+
+def _add_model_option(parser: argparse.ArgumentParser) -> None:
+    """--model, and --variant: its older name for the two LeNet-5s."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--model", metavar="NAME|FILE.keras|MODULE:BUILDER", help=MODEL_HELP)
+    group.add_argument(
+        "--variant",
+        dest="model",
+        choices=sorted(scratch.VARIANTS),
+        help="= --model, for the two LeNet-5s",
+    )
+
+
 def _add_setup_options(parser: argparse.ArgumentParser, *, many: bool) -> None:
     """--variant/--dtype (repeatable when ``many``), --seed, --batch-size, --data."""
     variants, dtypes = sorted(scratch.VARIANTS), ("float32", "float64")
@@ -115,14 +136,19 @@ def _add_setup_options(parser: argparse.ArgumentParser, *, many: bool) -> None:
             "--dtype", action="append", choices=dtypes, help="repeatable; default: both"
         )
     else:
-        parser.add_argument("--variant", choices=variants, default="keras-docs")
+        _add_model_option(parser)
         parser.add_argument("--dtype", choices=dtypes, default="float32")
-        parser.add_argument("--seed", type=SEED, default=0, help="weights and split")
+        parser.add_argument(
+            "--seed",
+            type=SEED,
+            help="the split, the shuffle, dropout's masks and (for a zoo model, or when given) "
+            "a fresh initialisation of the weights; default 0 and a model file's own weights",
+        )
     parser.add_argument(
         "--batch-size",
         type=arg_type(validate.batch_size),
         default=256,
-        help="digits in the compared batch",
+        help="digits in the batch of the layer and gradient checks (default 256)",
     )
     parser.add_argument(
         "--data", default="bundled", metavar="bundled|keras|synthetic|PATH", help=DATA_HELP
@@ -153,29 +179,53 @@ def _add_implementation_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
+    """The training recipe's options; each replaces the model's own (its compile config)."""
+    parser.add_argument(
+        "--learning-rate",
+        type=arg_type(validate.learning_rate),
+        help="SGD's learning rate on both sides (default: the model's recipe)",
+    )
+    parser.add_argument(
+        "--momentum",
+        type=arg_type(validate.momentum),
+        help="SGD momentum on both sides, Keras's form (default: the model's recipe, else 0)",
+    )
+    parser.add_argument(
+        "--nesterov",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Nesterov momentum on both sides (default: the model's recipe)",
+    )
+    parser.add_argument(
+        "--train-batch-size",
+        type=arg_type(validate.batch_size),
+        help="the training batch (default: the model's recipe, else Keras fit's 32)",
+    )
+
+
 def _add_check_options(parser: argparse.ArgumentParser) -> None:
     """The check's own options (shared by ``check`` and ``report``)."""
     parser.add_argument(
         "--weights",
         type=Path,
         metavar="FILE",
-        help="weights to load into both models (.npz, .weights.h5 or .keras); default: a fresh "
-        "initialisation from --seed",
+        help="weights to load into both models (.npz; .weights.h5 or .keras for the LeNet-5s); "
+        "default: a model file's own weights, else a fresh initialisation from --seed",
     )
-    parser.add_argument(
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument(
         "--epochs",
         type=arg_type(validate.epochs),
-        default=1,
         help="epochs of side-by-side training on identical batches after the layer checks "
-        "(default 1; 0: none)",
+        f"(default: one epoch or {DEFAULT_MAX_STEPS} steps, whichever is shorter; 0: none)",
     )
-    parser.add_argument(
-        "--momentum",
-        type=arg_type(validate.momentum),
-        default=0.0,
-        help="SGD momentum on both sides, Keras's form (default 0)",
+    length.add_argument(
+        "--steps",
+        type=arg_type(validate.step_count),
+        help="train for this many steps instead (0: none)",
     )
-    parser.add_argument("--nesterov", action="store_true", help="Nesterov momentum on both sides")
+    _add_recipe_options(parser)
     parser.add_argument(
         "--atol",
         type=_tolerance_value,
@@ -191,6 +241,14 @@ def _add_check_options(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="[KIND=]VALUE",
         help="override the calibrated relative tolerance, like --atol",
+    )
+    parser.add_argument(
+        "--judge",
+        choices=JUDGES,
+        default="auto",
+        help="who judges: the calibrated tolerance table (the LeNet-5s only) or the float64 "
+        "judge (a float64 run of the reference; any model, no calibration: docs/judge.md); "
+        "default auto: the table for the LeNet-5s, the float64 judge for every other model",
     )
     parser.add_argument(
         "--mutant",
@@ -214,28 +272,157 @@ _MEASURING = (
 )
 
 
-def _models_and_mutants() -> str:
-    """The models and the mutant catalogue, for the epilog of --help."""
-    width = max(len(name) for name in MUTANTS)
-    lines = ["models (--variant):"]  # [the check that must fail first]
-    lines += [f"  {name:<{width}}  {MODELS[name]}" for name in sorted(MODELS)]
-    lines += ["", "mutants (--mutant / --only), each a deliberate bug patched into scratch:"]
-    lines += [
-        f"  {name:<{width}}  {m.layer}: {_first_clause(m.description)}"
-        for name, m in MUTANTS.items()
-    ]
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, but a paragraph already laid out (one with line breaks: the
+    epilogs' lists) is kept as it is; every other paragraph is wrapped on its own."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        fill = super()._fill_text
+        parts = text.split("\n\n")
+        return "\n\n".join(p if "\n" in p else fill(p, width, indent) for p in parts)
+
+
+# How long each command takes with its defaults on this project's 2-core machine, measured once
+# each with the wall clock on commit 5fa25e8 (a shared machine: other work ran alongside, at a
+# load of 0.3 for check, report and spec, 2-3 for matrix, bench and train, 5-7 for mutants);
+# calibrate estimated from check's timings (docs/tolerances.md: what a calibration runs).
+TAKES = {
+    "check": (
+        "about 15 s",
+        "with the defaults, Keras's import included (--epochs 0: the layer checks alone; each "
+        "further epoch of training adds a few seconds; --dry-run about as long as spec)",
+    ),
+    "spec": ("about 8 s", "(most of it importing Keras and building the reference model)"),
+    "report": ("about 30 s", "(the check, then its plots; the check's options scale it)"),
+    "mutants": (
+        "about 30 minutes",
+        "(every mutant on each LeNet-5 it applies to, in both dtypes: 10-50 s a run; measured "
+        "while the machine was busy; --only, --variant and --dtype run fewer)",
+    ),
+    "matrix": (
+        "about 4 minutes",
+        "(with the three backends installed here: one check per backend x variant x dtype, "
+        "6 by default, about 35 s each; a second --variant doubles it)",
+    ),
+    "calibrate": (
+        "about 25 minutes, estimated",
+        "(80 runs: 20 seeds x both variants x both dtypes, each the layer checks twice and "
+        "5 + 1 epochs of training; from check's timings, not measured; it scales "
+        "with --seeds, --epochs, --momentum-epochs, --variant and --dtype; --merge takes "
+        "seconds)",
+    ),
+    "train": (
+        "about 2 minutes",
+        "(20 epochs, the held-out metrics after each; measured while the machine was busy; "
+        "--epochs scales it)",
+    ),
+    "bench": (
+        "about 70 s",
+        "(with the three backends installed here and 5 repeats; it scales with --repeats x "
+        "--epochs and the number of backends)",
+    ),
+}
+
+
+def _takes(command: str) -> str:
+    """The last paragraph of ``command``'s description: how long it takes here."""
+    short, detail = TAKES[command]
+    return f"\n\nTime on this project's 2-core machine: {short} {detail}."
+
+
+def _takes_all() -> str:
+    """The epilog of ``lenet-parity --help``: every command's time."""
+    times = "; ".join(f"{command} {short}" for command, (short, _) in TAKES.items())
+    return f"Time of each command with its defaults on this project's 2-core machine: {times}."
+
+
+EPILOG_WIDTH = 98  # the epilogs' lists are laid out for 100 columns, as docs/cli.md shows them
+SCRATCH_HELP = (
+    "scratch (the default --implementation): the project's own LeNet-5 written from scratch in "
+    "NumPy, in scratch/ (its layers' forward and backward passes, the loss, SGD and the training "
+    "loop; docs/scratch.md), checked against the Keras model of the same architecture."
+)
+
+
+def help_epilog(command: str) -> str:
+    """The epilog of ``check --help`` and ``mutants --help`` (laid out here, kept as it is by
+    :class:`_HelpFormatter`): what scratch is (check), the models, the mutant catalogue."""
+    parts = [SCRATCH_HELP] if command == "check" else []
+    parts.append(_models_help())
+    parts.append(_mutants_help(full=command == "mutants"))
+    return "\n\n".join(parts)
+
+
+def _models_help() -> str:
+    """The zoo a check can compare with (``MODELS``, the names ``--model`` takes besides a
+    .keras file or a builder; a test holds them equal to reference/zoo.py's), for the
+    epilogs."""
+    width = max(len(name) for name in MODELS)
+    lines = ["models (--model NAME; --variant for the two LeNet-5s):"]
+    for name in MODELS:  # keras-docs first: classic and the BN model are told by their differences
+        lines += textwrap.wrap(
+            MODELS[name],
+            width=EPILOG_WIDTH,
+            initial_indent=f"  {name:<{width}}  ",
+            subsequent_indent=" " * (width + 4),
+        )
     return "\n".join(lines)
 
 
-def _first_clause(text: str) -> str:
-    clause = text.split("; ")[0].split(": ")[0]
-    return clause if len(clause) <= 90 else clause[:87] + "..."
+def _mutants_help(*, full: bool) -> str:
+    """The mutant catalogue (compare/sides/mutants.py) in its order: each name with its target
+    in the model, "in training" when only training shows it, and the options it needs;
+    ``full``: with its description, what a model needs for it and where it must first fail."""
+    intro = (
+        "mutants (check --mutant NAME, mutants --only NAME): deliberate bugs patched into "
+        "scratch, each with its target in the model"
+        + ("" if full else " (`lenet-parity mutants --help` describes each)")
+        + ":"
+    )
+    lines = textwrap.wrap(intro, width=EPILOG_WIDTH)
+    width = max(len(name) for name in MUTANTS)
+    for name, mutant in MUTANTS.items():
+        needs = ["in training"] if mutant.trains else []
+        needs += [_setting(key, value) for key, value in mutant.settings.items()]
+        lines += textwrap.wrap(
+            "; ".join([mutant.layer, *needs]),
+            width=EPILOG_WIDTH,
+            initial_indent=f"  {name:<{width}}  ",
+            subsequent_indent=" " * (width + 4),
+        )
+        if not full:
+            continue
+        text = mutant.description.rstrip(".") + "."
+        if mutant.requires and mutant.requires != "nothing":
+            text += f" Needs {mutant.requires}."
+        if mutant.shows:
+            text += f" Must first fail at {mutant.shows}."
+        lines += textwrap.wrap(
+            text,
+            width=EPILOG_WIDTH,
+            initial_indent=" " * 6,
+            subsequent_indent=" " * 6,
+            break_on_hyphens=False,  # "cross-correlation" stays whole
+        )
+    return "\n".join(lines)
+
+
+def _setting(key: str, value: float | bool) -> str:
+    """A check setting a mutant needs, as its option: ``--momentum 0.9``, ``--nesterov``."""
+    flag = "--" + key.replace("_", "-")
+    return flag if value is True else f"{flag} {value:g}"
 
 
 MODELS = {
     "keras-docs": "the Keras docs' LeNet-5: Conv2D 6@5x5 relu valid, AvgPool 2, Conv2D 16@5x5 "
-    "relu, AvgPool 2, Flatten, Dense 120/84 relu, Dense 10 softmax",
+    "relu, AvgPool 2, Flatten, Dense 120/84 relu, Dense 10 softmax; SGD 0.05, batch 256",
     "classic": "LeCun et al. 1998 on 28x28: the same with tanh and conv1 'same'",
+    "seed000-cnn": "a NumPy tutorial's CNN: Conv2D 8@3x3 valid, no bias, no activation, "
+    "MaxPool 2, Flatten, Dense 10 softmax; SGD 0.005 at batch 1, inputs in [-0.5, 0.5]",
+    "cs231n-3layer": "cs231n's ThreeLayerConvNet: Conv2D 32@7x7 same relu, MaxPool 2, "
+    "Dense 100 relu, Dense 10 softmax; normal(1e-3) kernels, L2(0.05); SGD 0.01, batch 100",
+    "lenet5-bn-dropout": "keras-docs with each Conv2D linear, then BatchNormalization and a "
+    "ReLU layer, and Dropout(0.5) after fc2",
 }
 
 
@@ -244,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Check, layer by layer, that a from-scratch NumPy LeNet-5 computes what "
         "Keras computes.",
+        epilog=_takes_all(),
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -259,9 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
         "implementation's own gradients); then train both side by side on identical batches "
         "and compare the per-step loss, the parameters and the held-out metrics. "
         "Exit 0: parity holds; 1: it fails; 2: bad input, usage or a protocol breach; 3: the "
-        "implementation raised.",
-        epilog=_models_and_mutants(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "implementation raised." + _takes("check"),
+        epilog=help_epilog("check"),
+        formatter_class=_HelpFormatter,
     )
     _add_backend_option(check)
     _add_implementation_option(check)
@@ -281,15 +469,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the ModelSpec an implementation receives and every key, shape and dtype",
         description="Print the ModelSpec FACTORY(spec) receives (docs/protocol.md) for the "
         "options given, and every array an implementation receives and must return, in "
-        "both layouts. Imports Keras (the spec is read off the reference model).",
+        "both layouts. Imports Keras (the spec is read off the reference model)." + _takes("spec"),
+        formatter_class=_HelpFormatter,
     )
     _add_backend_option(spec)
-    spec.add_argument("--variant", choices=sorted(scratch.VARIANTS), default="keras-docs")
+    _add_model_option(spec)
     spec.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     spec.add_argument("--seed", type=SEED, default=0)
-    spec.add_argument("--batch-size", type=arg_type(validate.batch_size), default=256)
-    spec.add_argument("--momentum", type=arg_type(validate.momentum), default=0.0)
-    spec.add_argument("--nesterov", action="store_true")
+    _add_recipe_options(spec)
     spec.add_argument("--json", type=Path, metavar="FILE", help="also write the spec here")
     spec.set_defaults(run=run_spec)
 
@@ -300,7 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
         "index.html, checks.csv, verdict.json, PNG plots and (when it trained) curves.csv into "
         "--out, atomically; "
         "the report already there moves to previous/ beside it. "
-        "Exit 0: parity holds; 1: it fails; 2: bad input or usage.",
+        "Exit 0: parity holds; 1: it fails; 2: bad input or usage." + _takes("report"),
+        formatter_class=_HelpFormatter,
     )
     _add_backend_option(report)
     _add_implementation_option(report)
@@ -321,9 +509,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the check on every built-in deliberate bug: is each caught and named?",
         description="Apply each bug of the mutant catalogue to the scratch model in turn and run "
         "the parity check. Exit 0 when every mutant is caught (the check fails) and the first "
-        "failing check names the mutated layer; 1 otherwise.",
-        epilog=_models_and_mutants(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "failing check names the mutated layer; 1 otherwise. A counter line per finished run "
+        "(a bar on a terminal)." + _takes("mutants"),
+        epilog=help_epilog("mutants"),
+        formatter_class=_HelpFormatter,
     )
     _add_backend_option(mutants)
     _add_setup_options(mutants, many=True)
@@ -346,8 +535,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the parity check on every Keras backend (each in its own process) "
         "and compare scratch with each backend and every backend with every other, forward, "
         "gradient and training; write one report (Markdown, HTML table and heatmap, CSV, JSON) "
-        "into --out, atomically. Exit 0: everything agrees; 1: something disagrees; 2: bad "
-        "input or usage.",
+        "into --out, atomically. A counter line per finished check (a bar on a terminal). "
+        "Exit 0: everything agrees; 1: something disagrees; 2: bad input or usage."
+        + _takes("matrix"),
+        formatter_class=_HelpFormatter,
     )
     matrix.add_argument(
         "--backends",
@@ -398,7 +589,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the unmutated comparison for every seed, dtype and variant, record the "
         "largest disagreement of every check, and write the tolerance table (the package's "
         "defaults live in compare/judge/tolerances.json: refresh them with --out "
-        "compare/judge/tolerances.json).",
+        "compare/judge/tolerances.json). A counter line per measured dtype, variant and seed "
+        "(a bar on a terminal)." + _takes("calibrate"),
+        formatter_class=_HelpFormatter,
     )
     _add_backend_option(calibrate)
     _add_setup_options(calibrate, many=True)
@@ -461,7 +654,8 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train the scratch LeNet-5 (Keras docs recipe) on real digits and print its curve",
         description="Train the scratch LeNet-5 with SGD on real MNIST digits and print the "
-        "training and held-out loss and accuracy after every epoch.",
+        "training and held-out loss and accuracy after every epoch." + _takes("train"),
+        formatter_class=_HelpFormatter,
     )
     train.add_argument("--variant", choices=sorted(scratch.VARIANTS), default="keras-docs")
     train.add_argument("--dtype", choices=("float32", "float64"), default="float32")
@@ -497,19 +691,21 @@ def _output_file(path: Path | None, flag: str) -> None:
 def _run_verdict(args: argparse.Namespace) -> Verdict:
     """The check the options describe; prints its table and verdict line."""
     verdict = check_parity(
-        args.variant,
+        args.model or DEFAULT_MODEL,
         args.dtype,
-        seed=args.seed,
+        seed=0 if args.seed is None else args.seed,
+        fresh_weights=None if args.seed is None else True,
         batch_size=args.batch_size,
         data=args.data,
         weights=args.weights,
         epochs=args.epochs,
-        momentum=args.momentum,
-        nesterov=args.nesterov,
+        steps=args.steps,
+        **_recipe(args),
         atol=dict(args.atol),
         rtol=dict(args.rtol),
         mutant=args.mutant,
         implementation=args.implementation,
+        judge=args.judge,
     )
     print(table(verdict))
     print(summary(verdict))
@@ -642,16 +838,19 @@ def _describe(tolerance: dict[str, Any]) -> str:
     )
 
 
+def _recipe(args: argparse.Namespace) -> dict[str, Any]:
+    """The recipe options given on the command line (None: the model's own)."""
+    return {
+        "learning_rate": args.learning_rate,
+        "momentum": args.momentum,
+        "nesterov": args.nesterov,
+        "train_batch_size": args.train_batch_size,
+    }
+
+
 def run_spec(args: argparse.Namespace) -> int:
     _output_file(args.json, "--json")
-    spec = model_spec(
-        args.variant,
-        args.dtype,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        momentum=args.momentum,
-        nesterov=args.nesterov,
-    )
+    spec = model_spec(args.model or DEFAULT_MODEL, args.dtype, seed=args.seed, **_recipe(args))
     print(spec.describe())
     print(arrays_table(spec))
     if args.json is not None:
@@ -663,11 +862,11 @@ def run_spec(args: argparse.Namespace) -> int:
 def run_dry(args: argparse.Namespace) -> int:
     breaches = dry_run(
         args.implementation,
-        args.variant,
+        args.model or DEFAULT_MODEL,
         args.dtype,
-        seed=args.seed,
-        momentum=args.momentum,
-        nesterov=args.nesterov,
+        seed=0 if args.seed is None else args.seed,
+        fresh_weights=None if args.seed is None else True,
+        **_recipe(args),
     )
     for line in breaches.lines:
         print(line)
@@ -750,8 +949,9 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
         "after one warm-up epoch, time --epochs epochs per repeat, the repeats interleaved "
         "across implementations, and print seconds per epoch, images/s, GFLOP/s, its share of "
         "the machine's sgemm rate, peak memory, scratch/backend and inference images/s. "
-        "A benchmark: timings depend on the machine and its load. Exit 0, or 2 on bad input "
-        "or a failed worker.",
+        "A benchmark: timings depend on the machine and its load. A bar on a terminal. "
+        "Exit 0, or 2 on bad input or a failed worker." + _takes("bench"),
+        formatter_class=_HelpFormatter,
     )
     command.add_argument(
         "--backends",
@@ -823,7 +1023,7 @@ def run_bench(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     print(f"bench: {', '.join(bench.label(n) for n in config.implementations)}", flush=True)
-    result = bench.run(config, show_progress=sys.stdout.isatty())
+    result = bench.run(config, progress=lambda line: print(line, flush=True))
     print(result.headline())
     print(result.frame().to_string(index=False))
     bench.write_json(result, args.json)

@@ -108,8 +108,12 @@ def test_tolerance_overrides_and_assert_parity() -> None:
 
 
 def test_bad_config_is_an_input_error() -> None:
-    with pytest.raises(InputError, match="unknown variant"):
-        CheckConfig(variant="lenet")
+    with pytest.raises(InputError, match="model"):
+        CheckConfig(model="")
+    with pytest.raises(InputError, match="not a LeNet-5"):
+        CheckConfig(model="seed000-cnn").variant  # noqa: B018
+    with pytest.raises(InputError, match="epochs or steps"):
+        CheckConfig(epochs=None, steps=None)
     with pytest.raises(InputError, match="unknown dtype"):
         CheckConfig(dtype="float16")
     with pytest.raises(InputError, match="batch_size"):

@@ -93,7 +93,8 @@ _Raw = tuple[npt.NDArray[Any], npt.NDArray[Any]]
 class Dataset:
     """A train / held-out split, ready for either model.
 
-    ``x_*``: float images in [0, 1], shape (N, 28, 28, 1); ``y_*``: one-hot (N, 10) of the same
+    ``x_*``: float images in [0, 1] (unless :meth:`shifted`), shape (N, 28, 28, 1) for the digits
+    (the model's (N, H, W, C) for synthetic data); ``y_*``: one-hot (N, classes) of the same
     dtype; ``labels_*``: int64 class ids (N,); ``source``: where the data came from.
     """
 
@@ -109,6 +110,17 @@ class Dataset:
     def dtype(self) -> np.dtype[Any]:
         """The float dtype of images and one-hot labels."""
         return self.x_train.dtype
+
+    def shifted(self, offset: float) -> Dataset:
+        """The same split with ``offset`` added to every pixel (a recipe's input scaling:
+        -0.5 centres the digits in [-0.5, 0.5], as the NumPy tutorial's ``image / 255 - 0.5``)."""
+        shift = self.dtype.type(offset)
+        return dataclasses.replace(
+            self,
+            x_train=self.x_train + shift,
+            x_heldout=self.x_heldout + shift,
+            source=f"{self.source}, shifted by {offset:g}",
+        )
 
     def summary(self) -> str:
         """One line: source, split sizes, image shape, dtype."""
@@ -152,6 +164,8 @@ def load_data(
     n_heldout: int | None = None,
     keras_cache: pathlib.Path | None = None,
     n_synthetic: int | None = None,
+    image_shape: tuple[int, int, int] = (IMAGE_SIDE, IMAGE_SIDE, 1),
+    num_classes: int = NUM_CLASSES,
 ) -> Dataset:
     """Load ``source`` ("bundled", "keras", "synthetic" or an ``.npz`` path) as a :class:`Dataset`.
 
@@ -159,7 +173,10 @@ def load_data(
     ``n_heldout`` is the held-out size for seeded splits (default: one fifth of the examples,
     i.e. 2,000 for the bundled 10,000; must satisfy 0 < n_heldout < N); ``keras_cache`` is the
     Keras home folder for ``"keras"``; ``n_synthetic`` the number of synthetic examples
-    (default 512). Raises :class:`InputError` for any bad input.
+    (default 512). ``image_shape`` (H, W, C) and ``num_classes`` are the model's: synthetic
+    data is made in that shape; every other source holds 28x28x1 digits of 10 classes, and a
+    model that takes anything else is a one-line InputError. Raises :class:`InputError` for
+    any bad input.
     """
     float_dtype = _float_dtype(dtype)
     seed = validate.seed(seed)
@@ -172,6 +189,13 @@ def load_data(
         raise InputError(f"keras_cache applies only to --data keras. Received: data={name}")
     if n_synthetic is not None and name != "synthetic":
         raise InputError(f"n_synthetic applies only to --data synthetic. Received: data={name}")
+    shape = _model_shape(image_shape, num_classes)
+    digits = shape == (IMAGE_SIDE, IMAGE_SIDE, 1) and num_classes == NUM_CLASSES
+    if name != "synthetic" and not digits:
+        raise InputError(
+            f"the model takes {'x'.join(map(str, shape))} inputs of {num_classes} classes; "
+            f"--data {name} holds 28x28x1 digits of 10 classes: use --data synthetic"
+        )
 
     if name == "bundled":
         with importlib.resources.as_file(
@@ -190,7 +214,8 @@ def load_data(
         if n_synthetic is not None:
             n = validate.n_synthetic(n_synthetic)
         description = f"synthetic blobs ({n} examples, seed {seed})"
-        return _seeded_split(_synthetic(n, seed), seed, n_heldout, float_dtype, description)
+        raw = _synthetic(n, seed, shape, num_classes)
+        return _seeded_split(raw, seed, n_heldout, float_dtype, description, num_classes)
 
     path = pathlib.Path(name).expanduser()
     if not name or (not path.exists() and os.sep not in name and path.suffix != ".npz"):
@@ -338,23 +363,41 @@ def _validated(where: str, arrays: dict[str, npt.NDArray[Any]], x_key: str, y_ke
     return x, y
 
 
+def _model_shape(image_shape: object, num_classes: object) -> tuple[int, int, int]:
+    if (
+        not isinstance(image_shape, tuple)
+        or len(image_shape) != 3
+        or not all(isinstance(d, int) and 0 < d <= 4096 for d in image_shape)
+    ):
+        raise InputError(
+            f"a model's input must be (height, width, channels). Received: {image_shape!r}"
+        )
+    validate.count(num_classes, "num_classes", minimum=2, maximum=MAX_CLASSES)
+    return image_shape
+
+
 def _to_float(x: npt.NDArray[Any], float_dtype: np.dtype[np.floating[Any]]) -> FloatArray:
-    images: FloatArray = np.array(x, dtype=float_dtype).reshape(-1, IMAGE_SIDE, IMAGE_SIDE, 1)
+    # (N, H, W) -> (N, H, W, 1); (N, H, W, C) as it is
+    images: FloatArray = np.array(x, dtype=float_dtype).reshape(*x.shape[:3], -1)
     if x.dtype == np.uint8:
         images /= float_dtype.type(255)
     return images
 
 
 def _fixed_split(
-    train: _Raw, test: _Raw, float_dtype: np.dtype[np.floating[Any]], description: str
+    train: _Raw,
+    test: _Raw,
+    float_dtype: np.dtype[np.floating[Any]],
+    description: str,
+    num_classes: int = NUM_CLASSES,
 ) -> Dataset:
     labels_train = train[1].astype(np.int64)
     labels_heldout = test[1].astype(np.int64)
     return Dataset(
         x_train=_to_float(train[0], float_dtype),
-        y_train=one_hot(labels_train, dtype=float_dtype.name),
+        y_train=one_hot(labels_train, num_classes, dtype=float_dtype.name),
         x_heldout=_to_float(test[0], float_dtype),
-        y_heldout=one_hot(labels_heldout, dtype=float_dtype.name),
+        y_heldout=one_hot(labels_heldout, num_classes, dtype=float_dtype.name),
         labels_train=labels_train,
         labels_heldout=labels_heldout,
         source=description,
@@ -367,6 +410,7 @@ def _seeded_split(
     n_heldout: int | None,
     float_dtype: np.dtype[np.floating[Any]],
     description: str,
+    num_classes: int = NUM_CLASSES,
 ) -> Dataset:
     x, y = raw
     n = len(x)
@@ -380,29 +424,38 @@ def _seeded_split(
     order = np.random.default_rng(seed).permutation(n)
     train_idx, heldout_idx = order[: n - n_heldout], order[n - n_heldout :]
     train, heldout = (x[train_idx], y[train_idx]), (x[heldout_idx], y[heldout_idx])
-    return _fixed_split(train, heldout, float_dtype, description)
+    return _fixed_split(train, heldout, float_dtype, description, num_classes)
 
 
-def _synthetic(n: int, seed: int) -> _Raw:
-    """``n`` uint8 images: one Gaussian blob per image, its position set by the class.
+def _synthetic(
+    n: int,
+    seed: int,
+    shape: tuple[int, int, int] = (IMAGE_SIDE, IMAGE_SIDE, 1),
+    num_classes: int = NUM_CLASSES,
+) -> _Raw:
+    """``n`` uint8 images of ``shape`` (H, W, C): one Gaussian blob per image, its position
+    set by the class.
 
-    Class ``c`` centres its blob on a circle (radius 8 px, angle 2*pi*c/10) around the image
-    centre, with per-image jitter, brightness and noise from ``seed``; a nearest-centroid
+    Class ``c`` centres its blob on a circle (radius 8 px at 28x28, scaled with the smaller
+    side; angle 2*pi*c/num_classes) around the image centre, with per-image jitter, brightness
+    and noise from ``seed``, the same in every channel but for the noise; a nearest-centroid
     classifier already separates the classes, so a small model learns them quickly.
     """
+    height, width, channels = shape
+    scale = min(height, width) / IMAGE_SIDE  # 1 for the digits' 28x28
     rng = np.random.default_rng([seed, 0x5EED])
-    labels = np.arange(n, dtype=np.int64) % NUM_CLASSES
+    labels = np.arange(n, dtype=np.int64) % num_classes
     rng.shuffle(labels)
-    angles = 2.0 * np.pi * labels / NUM_CLASSES
-    centre = (IMAGE_SIDE - 1) / 2.0
-    rows = centre + 8.0 * np.sin(angles) + rng.uniform(-1.5, 1.5, n)
-    cols = centre + 8.0 * np.cos(angles) + rng.uniform(-1.5, 1.5, n)
-    grid = np.arange(IMAGE_SIDE, dtype=np.float64)
-    dist2 = (grid[None, :, None] - rows[:, None, None]) ** 2 + (
-        grid[None, None, :] - cols[:, None, None]
+    angles = 2.0 * np.pi * labels / num_classes
+    rows = (height - 1) / 2.0 + 8.0 * scale * np.sin(angles) + rng.uniform(-1.5, 1.5, n) * scale
+    cols = (width - 1) / 2.0 + 8.0 * scale * np.cos(angles) + rng.uniform(-1.5, 1.5, n) * scale
+    dist2 = (np.arange(height, dtype=np.float64)[None, :, None] - rows[:, None, None]) ** 2 + (
+        np.arange(width, dtype=np.float64)[None, None, :] - cols[:, None, None]
     ) ** 2
-    brightness = rng.uniform(0.6, 1.0, n)[:, None, None]
-    images = brightness * np.exp(-dist2 / (2.0 * 2.5**2))
-    images += rng.normal(0.0, 0.05, images.shape)
+    brightness = rng.uniform(0.6, 1.0, n)[:, None, None, None]
+    # (N, H, W) -> (N, H, W, 1): the blob, then one noise draw per channel
+    images = brightness * np.exp(-dist2 / (2.0 * (2.5 * scale) ** 2))[..., None]
+    images = images + rng.normal(0.0, 0.05, (n, height, width, channels))
     pixels = np.rint(np.clip(images, 0.0, 1.0) * 255.0).astype(np.uint8)
-    return pixels, labels.astype(np.uint8)
+    dtype = np.uint8 if num_classes <= 256 else np.int64
+    return pixels, labels.astype(dtype)

@@ -151,14 +151,28 @@ def batch_size(value: object, name: str = "batch_size") -> int:
     return integer(value, name, minimum=1, maximum=MAX_BATCH_SIZE)
 
 
-def steps(n_epochs: int, examples: int, size: int) -> int:
+def step_count(value: object, name: str = "steps", *, minimum: int = 0) -> int:
+    """Optimizer steps of training: ``minimum`` (0: no training)..:data:`MAX_STEPS`."""
+    return integer(value, name, minimum=minimum, maximum=MAX_STEPS)
+
+
+def steps(n_epochs: int | None, examples: int, size: int, limit: int | None = None) -> int:
     """Optimizer steps of ``n_epochs`` over ``examples`` in batches of ``size`` (the last batch
-    of an epoch may be short), if at most :data:`MAX_STEPS`; check it before building any
-    schedule. The three numbers are validated first."""
-    n_epochs = epochs(n_epochs)
+    of an epoch may be short), cut at ``limit`` steps (``n_epochs=None``: ``limit`` steps, as
+    many epochs as they take), if at most :data:`MAX_STEPS`; check it before building any
+    schedule. The numbers are validated first."""
     examples = integer(examples, "examples", minimum=0, maximum=None)
     size = batch_size(size)
+    if limit is not None:
+        limit = step_count(limit)
+    if n_epochs is None:
+        if limit is None:
+            raise InputError("training needs a number of epochs or of steps")
+        return limit
+    n_epochs = epochs(n_epochs)
     total = n_epochs * -(-examples // size)
+    if limit is not None:
+        return min(total, limit)
     if total > MAX_STEPS:
         raise InputError(
             f"{n_epochs} epochs of {examples} examples in batches of {size} are {total:,} "

@@ -116,13 +116,29 @@ def initial_weights(variant: str, dtype: str, seed: int) -> dict[str, np.ndarray
     return _lenet(variant, dtype, seed).get_weights()
 
 
+def _model_layout(variant: str, dtype: str, layout: Layout | None) -> Layout:
+    """``layout`` (any model's, from its spec) or, without one, the LeNet-5 variant's."""
+    return expected_layout(variant, dtype) if layout is None else layout
+
+
+def _label(model: str) -> str:
+    """How messages name the model: "LeNet-5 classic", or "model 'FILE.keras'"."""
+    return f"LeNet-5 {model}" if model in scratch.VARIANTS else f"model {model!r}"
+
+
 def validate(
-    weights: Mapping[str, np.ndarray], variant: str, dtype: str, *, source: str
+    weights: Mapping[str, np.ndarray],
+    variant: str,
+    dtype: str,
+    *,
+    source: str,
+    layout: Layout | None = None,
 ) -> dict[str, np.ndarray]:
     """The weights as a plain dict in layer order (the same arrays, not copies) if they have
-    exactly the variant's keys and shapes, exactly ``dtype`` (nothing is cast) and only finite
-    values; else InputError naming ``source``."""
-    layout = expected_layout(variant, dtype)
+    exactly the model's keys and shapes (``layout``; default: the LeNet-5 ``variant``'s),
+    exactly ``dtype`` (nothing is cast) and only finite values; else InputError naming
+    ``source``."""
+    layout = _model_layout(variant, dtype, layout)
     if not isinstance(weights, Mapping):
         raise InputError(
             f"{source}: weights must be a mapping of '<layer>/<param>' to arrays. "
@@ -156,7 +172,7 @@ def _check_array(
     """One weight's shape and dtype against the variant's (for arrays, and for .npz headers
     before anything is read)."""
     if shape != want[0]:
-        raise InputError(f"{source}: '{key}' has shape {shape}; LeNet-5 {variant} needs {want[0]}")
+        raise InputError(f"{source}: '{key}' has shape {shape}; {_label(variant)} needs {want[0]}")
     if dtype != want[1]:
         raise InputError(
             f"{source}: '{key}' has dtype {dtype}; expected {want[1]} (weights are never cast)"
@@ -169,7 +185,7 @@ def _check_keys(keys: Collection[object], layout: Layout, source: str, variant: 
     unexpected = sorted((str(k) for k in given if k not in layout), key=str)
     if missing or unexpected:
         raise InputError(
-            f"{source}: not the LeNet-5 {variant} weight keys: "
+            f"{source}: not the {_label(variant)} weight keys: "
             f"missing {_names(missing)}; unexpected {_names(unexpected)}"
         )
 
@@ -204,13 +220,19 @@ def save_weights(path: Path, weights: Mapping[str, np.ndarray], variant: str, dt
         raise InputError(f"cannot write {name}: {brief(exc)}") from exc
 
 
-def load_weights(path: Path, variant: str, dtype: str) -> dict[str, np.ndarray]:
+def load_weights(
+    path: Path, variant: str, dtype: str, *, layout: Layout | None = None
+) -> dict[str, np.ndarray]:
     """Read the weights in ``path`` (.npz, .weights.h5 or .keras by suffix) and validate them
-    for the variant and ``dtype``; any problem with the file is an InputError."""
+    for the model (``layout``; default: the LeNet-5 ``variant``'s) and ``dtype``; any problem
+    with the file is an InputError. Models other than the LeNet-5s read .npz files (their own
+    ``.keras`` file carries their weights already)."""
     path = Path(path)
     suffix = _suffix(path)
-    layout = expected_layout(variant, dtype)
+    layout = _model_layout(variant, dtype, layout)
     where = f"weights file {_shown(path)}"
+    if suffix != ".npz" and variant not in scratch.VARIANTS:
+        raise InputError(f"{where}: weights for {_label(variant)} are read from .npz files")
     check_file(path, where)
     if suffix == ".npz":
         arrays = _read_npz(path, where, layout, variant)
@@ -218,7 +240,7 @@ def load_weights(path: Path, variant: str, dtype: str) -> dict[str, np.ndarray]:
         arrays = _read_weights_h5(path, where, layout, variant, dtype)
     else:
         arrays = _read_keras(path, where, variant, dtype)
-    return validate(arrays, variant, dtype, source=where)
+    return validate(arrays, variant, dtype, source=where, layout=layout)
 
 
 def _suffix(path: Path) -> str:

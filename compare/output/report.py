@@ -169,7 +169,7 @@ def environment_frames(
 ) -> dict[str, pd.DataFrame]:
     """The environment header as four two-column tables (name, value): the versions (Python,
     NumPy, Keras, the backend's packages); the machine (architecture, CPU model, BLAS); the
-    backend and the check's configuration (variant, dtype, seed, epochs, ...); the flags that
+    backend and the check's configuration (model, dtype, seed, epochs, ...); the flags that
     change numerics."""
     env = environment
     versions = {label: env.get(key) for key, label in _NAMED_VERSIONS.items()}
@@ -588,7 +588,7 @@ def html_page(
     URIs and the page needs nothing beside it; without, they are relative links."""
     result = "PASS" if verdict.passed else "FAIL"
     c, esc = verdict.config, html.escape
-    title = f"{result}: lenet-parity {c.variant} {c.dtype} {verdict.environment.get('backend')}"
+    title = f"{result}: lenet-parity {c.model} {c.dtype} {verdict.environment.get('backend')}"
     line = verdict_line(verdict.checks, c, verdict.environment, verdict.first_failure)
     no_training = f"<p>{esc(NO_TRAINING)}</p>"
     shown = "\n".join(

@@ -72,17 +72,29 @@ def counts(checks: Sequence[Check]) -> dict[str, int]:
     return found
 
 
+def training_text(config: Mapping[str, Any]) -> str:
+    """How long both sides trained, from a config record: "1 epoch (at most 200 steps)"."""
+    epochs, steps = config.get("epochs"), config.get("steps")
+    if epochs == 0 or steps == 0:
+        return "no training"
+    if epochs is None:
+        return f"{steps} step{'s' * (steps != 1)}"
+    text = f"{epochs} epoch{'s' * (epochs != 1)}"
+    return text if steps is None else f"{text} (at most {steps} steps)"
+
+
 def setup_text(config: CheckConfig, environment: Mapping[str, Any]) -> str:
     """What was checked, in one phrase."""
     c = dataclasses.asdict(config)
-    epochs, momentum = c.get("epochs", 0), c.get("momentum", 0.0)
+    momentum = c.get("momentum", 0.0)
     optimizer = f"SGD({c.get('learning_rate', 0.0):g}" + (
         f", momentum {momentum:g}{', nesterov' if c.get('nesterov') else ''})" if momentum else ")"
     )
     mutant = c.get("mutant")
+    train_batch = c.get("train_batch_size", c.get("batch_size"))
     return (
-        f"{c.get('variant')}, {c.get('dtype')}, seed {c.get('seed')}, batch "
-        f"{c.get('batch_size')}, {epochs} epoch{'s' * (epochs != 1)} of {optimizer}, "
+        f"{c.get('model')}, {c.get('dtype')}, seed {c.get('seed')}, batch "
+        f"{c.get('batch_size')}, {training_text(c)} of {optimizer} in batches of {train_batch}, "
         f"{environment.get('backend')}" + (f", mutant {mutant}" if mutant else "")
     )
 

@@ -4,14 +4,16 @@ return, and whether it keeps the protocol — without judging a number."""
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 
 from compare.errors import ProtocolError
-from compare.inputs.data import load_data
-from compare.parity.collect import shared_weights
+from compare.parity import dropout
+from compare.parity.collect import dataset, shared_weights
 from compare.parity.config import CheckConfig
-from compare.parity.run import prepare, resolve_implementation, spec_for
+from compare.parity.run import configure, prepare, resolve_implementation, spec_for
+from compare.sides import keras_side
 from compare.sides.implementation import ImplementationSide
 from compare.sides.layout import LayoutAdapter
 from compare.sides.protocol import OPTIONAL, ModelSpec
@@ -26,27 +28,11 @@ def _prepared(config: CheckConfig) -> ModelSpec:
     return spec_for(config, backend)
 
 
-def model_spec(
-    variant: str,
-    dtype: str,
-    *,
-    seed: int = 0,
-    batch_size: int = 256,
-    momentum: float = 0.0,
-    nesterov: bool = False,
-) -> ModelSpec:
-    """The spec ``FACTORY(spec)`` receives for these options on this process's backend."""
-    return _prepared(
-        CheckConfig(
-            variant=variant,
-            dtype=dtype,
-            seed=seed,
-            batch_size=batch_size,
-            momentum=momentum,
-            nesterov=nesterov,
-            epochs=0,
-        )
-    )
+def model_spec(model: str, dtype: str, **options: Any) -> ModelSpec:
+    """The spec ``FACTORY(spec)`` receives for these options (those of
+    :func:`compare.parity.run.configure`) on this process's backend."""
+    keras_side.backend_module()
+    return _prepared(configure(model, dtype, epochs=0, **options))
 
 
 def arrays_table(spec: ModelSpec) -> str:
@@ -89,37 +75,25 @@ class DryRun:
         return f"dry run: {len(self.breaches)} protocol breach(es): " + "; ".join(self.breaches)
 
 
-def dry_run(
-    implementation: str | None,
-    variant: str,
-    dtype: str,
-    *,
-    seed: int = 0,
-    momentum: float = 0.0,
-    nesterov: bool = False,
-) -> DryRun:
-    """Call each of the implementation's methods once on a batch of ``DRY_BATCH`` digits and
+def dry_run(implementation: str | None, model: str, dtype: str, **options: Any) -> DryRun:
+    """Call each of the implementation's methods once on a batch of ``DRY_BATCH`` examples and
     collect protocol breaches (:class:`ProtocolError`); an exception inside the
-    implementation propagates (:class:`~compare.errors.ImplementationError`)."""
+    implementation propagates (:class:`~compare.errors.ImplementationError`). ``options``
+    are those of :func:`compare.parity.run.configure`."""
     label, factory = resolve_implementation(implementation)
-    config = CheckConfig(
-        variant=variant,
-        dtype=dtype,
-        seed=seed,
-        batch_size=DRY_BATCH,
-        momentum=momentum,
-        nesterov=nesterov,
-        epochs=0,
-        implementation=label,
+    keras_side.backend_module()
+    config = configure(
+        model, dtype, batch_size=DRY_BATCH, epochs=0, implementation=label, **options
     )
     spec = _prepared(config)
-    data = load_data("bundled", seed=seed, dtype=dtype)
+    data = dataset(config, spec)
     x, y = data.x_train[:DRY_BATCH], data.y_train[:DRY_BATCH]
-    lines = [f"dry run of {label} ({spec.name}, {dtype}, {DRY_BATCH} digits)"]
+    masks = dropout.keep_masks(spec, DRY_BATCH, config.seed, 0)
+    lines = [f"dry run of {label} ({spec.name}, {dtype}, {DRY_BATCH} examples)"]
     try:
         side = ImplementationSide(factory, spec)
         lines.append(f"FACTORY(spec): ok, layout {side.layout}")
-        side.set_weights(shared_weights(config))
+        side.set_weights(shared_weights(config, spec))
         lines.append("set_weights(): ok")
         outputs = side.layer_outputs(x)
         absent = [la.name for la in spec.layers if la.name not in outputs]
@@ -132,13 +106,13 @@ def dry_run(
                 lines.append(f"{method}(): not provided (its checks are skipped)")
                 continue
             if method == "loss_and_gradients":
-                _, grads, dx = side.loss_and_gradients(x, y)
+                _, grads, dx = side.loss_and_gradients(x, y, masks)
                 lines.append(
                     f"{method}(): ok, {len(grads)} gradients"
                     + ("" if dx is not None else ", no dloss_dx")
                 )
             elif method == "train_step":
-                side.train_step(x, y)
+                side.train_step(x, y, masks)
                 lines.append(f"{method}(): ok")
             else:
                 lines.append(f"{method}(): ok, {len(side.get_weights())} weights")

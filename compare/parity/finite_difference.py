@@ -17,7 +17,7 @@ relu kink (conv2/bias error 1e-3), so a larger h is unsafe too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -86,3 +86,29 @@ def kink_free_differences(
             used.append(pos)
             values.append((f_plus - f_minus) / (2 * h))
     return used, np.array(values)
+
+
+def window_argmax(
+    x: np.ndarray, pool_size: Sequence[int], strides: Sequence[int] | None, padding: str
+) -> np.ndarray:
+    """Which cell of each max-pooling window holds its maximum: the branch pattern of a max
+    pooling layer (Keras's MaxPooling2D on NHWC ``x``; "same" pads with -inf, so a padded cell
+    is never the maximum). A finite difference whose two steps move a window's maximum to
+    another cell straddles a kink, like a relu crossing 0."""
+    ph, pw = (int(v) for v in pool_size)
+    sh, sw = (int(v) for v in (strides if strides is not None else pool_size))
+    if padding == "same":
+        h, w = x.shape[1:3]
+        out_h, out_w = -(-h // sh), -(-w // sw)
+        pad_h, pad_w = max((out_h - 1) * sh + ph - h, 0), max((out_w - 1) * sw + pw - w, 0)
+        # the extra row and column go at the bottom and right, as in Keras
+        x = np.pad(
+            x,
+            ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)),
+            constant_values=-np.inf,
+        )
+    # (N, H, W, C) -> (N, Ho, Wo, C, ph, pw): every window, strided
+    windows = np.lib.stride_tricks.sliding_window_view(x, (ph, pw), axis=(1, 2))[:, ::sh, ::sw]
+    # (N, Ho, Wo, C, ph, pw) -> (N, Ho, Wo, C, ph * pw)
+    flat = windows.reshape(*windows.shape[:4], ph * pw)
+    return flat.argmax(axis=-1)

@@ -18,12 +18,23 @@ from types import ModuleType
 import numpy as np
 
 from compare.errors import InputError
+from compare.judge import float64 as float64_judge
 from compare.judge import tolerances as tolerance_table
-from compare.judge.checks import Check, Pair, PerElement, Tolerance, compare_arrays
+from compare.judge.checks import KINDS, Check, Pair, PerElement, Tolerance, compare_arrays
 from compare.parity.collect import Item, collect
-from compare.parity.config import DEFAULT_BATCH_SIZE, LEARNING_RATE, SCRATCH, CheckConfig
+from compare.parity.config import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_STEPS,
+    DEFAULT_MODEL,
+    FD_ATOL,
+    FD_RTOL,
+    KERAS_FIT_BATCH_SIZE,
+    SCRATCH,
+    VARIANTS,
+    CheckConfig,
+)
 from compare.parity.environment import describe
-from compare.parity.training import Curves
+from compare.parity.training import HELDOUT, Curves
 from compare.parity.verdict import Verdict
 from compare.sides import keras_side, quiet, scratch_side
 from compare.sides import mutants as mutant_catalogue
@@ -34,8 +45,9 @@ from compare.sides.protocol import ModelSpec
 def judge(
     items: Sequence[Item], tolerances: Mapping[tuple[str, str], tolerance_table.AnyTolerance]
 ) -> list[Check]:
-    """One :class:`Check` per pair, each against its own tolerance (a training check also
-    records the step of its first bad element); checks that compared nothing pass through."""
+    """One :class:`Check` per pair, each against its own calibrated tolerance (a training
+    check also records the step of its first bad element); checks that compared nothing pass
+    through."""
     pairs = [item for item in items if isinstance(item, Pair)]
     tolerance_table.for_pairs(tolerances, [p.tolerance_key for p in pairs])
     checks = []
@@ -51,11 +63,115 @@ def judge(
                 np.maximum(np.broadcast_to(tol.atol, shape), item.atol_floor),
                 np.broadcast_to(tol.rtol, shape),
             )
-        check = compare_arrays(item.kind, item.name, item.actual, item.expected, tol)
-        if steps is not None and check.first_bad_index is not None:
-            check = dataclasses.replace(check, step=int(steps[check.first_bad_index]))
-        checks.append(check)
+        checks.append(
+            _with_step(item, compare_arrays(item.kind, item.name, item.actual, item.expected, tol))
+        )
     return checks
+
+
+def _with_step(item: Pair, check: Check) -> Check:
+    """A training check with the step of its first bad element."""
+    if item.at is not None and check.first_bad_index is not None:
+        return dataclasses.replace(check, step=int(item.steps()[check.first_bad_index]))
+    return check
+
+
+def overrides(
+    tolerances: Mapping[str, Tolerance] | None,
+    *,
+    atol: Mapping[str, float] | None = None,
+    rtol: Mapping[str, float] | None = None,
+) -> dict[tuple[str, str], tolerance_table.AnyTolerance]:
+    """Under the float64 judge, the kinds whose tolerance the caller set (``--atol``,
+    ``--rtol``, ``tolerances``): each kind so set is judged by that tolerance, element by
+    element (the other number 0 unless given too); keyed ``(kind, "*")``."""
+    chosen: dict[str, Tolerance] = dict(tolerances or {})
+    atol, rtol = atol or {}, rtol or {}
+    for kind in (*atol, *rtol):
+        if kind != "*" and kind not in KINDS:
+            raise InputError(f"unknown check kind {kind!r}; expected one of {', '.join(KINDS)}")
+    for kind in KINDS:
+        given_atol, given_rtol = atol.get(kind, atol.get("*")), rtol.get(kind, rtol.get("*"))
+        if given_atol is None and given_rtol is None:
+            continue
+        base = chosen.get(kind, Tolerance(0.0, 0.0))
+        chosen[kind] = Tolerance(
+            base.atol if given_atol is None else given_atol,
+            base.rtol if given_rtol is None else given_rtol,
+        )
+    unknown = sorted(set(chosen) - set(KINDS))
+    if unknown:
+        raise InputError(f"unknown check kind {unknown[0]!r}; expected one of {', '.join(KINDS)}")
+    return {(kind, "*"): tol for kind, tol in chosen.items()}
+
+
+def judge_items(
+    items: Sequence[Item],
+    tolerances: Mapping[tuple[str, str], tolerance_table.AnyTolerance],
+    config: CheckConfig,
+    heldout_size: int,
+) -> list[Check]:
+    """Every check of ``config``'s run: by the calibrated table (:func:`judge`) or by the
+    float64 judge (:func:`by_float64_judge`); under the judge, a kind whose tolerance the
+    caller set (:func:`overrides`) by that tolerance."""
+    if config.judge == "table":
+        return judge(items, tolerances)
+    checks = []
+    for item in items:
+        if isinstance(item, Check):
+            checks.append(item)
+            continue
+        tol = tolerances.get((item.kind, "*"))
+        if isinstance(tol, Tolerance):
+            compared = compare_arrays(item.kind, item.name, item.actual, item.expected, tol)
+            checks.append(_with_step(item, compared))
+        else:
+            checks.append(by_float64_judge(item, config.dtype, heldout_size))
+        if item.note:
+            said = checks[-1].problem
+            checks[-1] = dataclasses.replace(
+                checks[-1], problem=item.note if not said else f"{said}; {item.note}"
+            )
+    return checks
+
+
+def by_float64_judge(item: Pair, dtype: str, heldout_size: int) -> Check:
+    """One pair judged by the float64 judge: a float32 pair against its float64 run, a float64
+    pair by float64's rounding; training curves step by step; the held-out accuracy by a count
+    of digits; the finite differences by their own tolerance (FD_ATOL, FD_RTOL)."""
+    kind, name = item.kind, item.name
+    if kind == "finite-difference":
+        return compare_arrays(kind, name, item.actual, item.expected, Tolerance(FD_ATOL, FD_RTOL))
+    if name == HELDOUT[1]:
+        return float64_judge.judge_count(kind, name, item.actual, item.expected, heldout_size)
+    length = item.length or 1
+    if dtype == "float32" and item.judge is None:  # no float64 run of it: float32's rounding
+        if item.at is None:
+            return float64_judge.judge_float64(
+                kind, name, item.actual, item.expected, length, eps=float64_judge.EPS32
+            )
+        return float64_judge.judge_trajectory_float64(
+            name,
+            item.actual,
+            item.expected,
+            length,
+            steps=np.asarray(item.at).reshape(-1),
+            eps=float64_judge.EPS32,
+        )
+    if item.at is None:
+        if dtype == "float32":
+            return float64_judge.judge_float32(
+                kind, name, item.actual, item.expected, item.judge, length
+            )
+        return float64_judge.judge_float64(kind, name, item.actual, item.expected, length)
+    steps = np.asarray(item.at).reshape(-1)
+    if dtype == "float32":
+        return float64_judge.judge_trajectory_float32(
+            name, item.actual, item.expected, item.judge, length, steps=steps
+        )
+    return float64_judge.judge_trajectory_float64(
+        name, item.actual, item.expected, length, steps=steps
+    )
 
 
 def resolve_implementation(implementation: str | Factory | None) -> tuple[str, Factory]:
@@ -77,14 +193,81 @@ def resolve_implementation(implementation: str | Factory | None) -> tuple[str, F
 def spec_for(config: CheckConfig, backend: ModuleType) -> ModelSpec:
     """The :class:`ModelSpec` an implementation receives for ``config`` on ``backend``."""
     return keras_side.model_spec(
-        config.variant,
+        config.model,
         config.dtype,
         backend,
         learning_rate=config.learning_rate,
         momentum=config.momentum,
         nesterov=config.nesterov,
         seed=config.seed,
-        batch_size=config.batch_size,
+        batch_size=config.train_batch_size,
+    )
+
+
+def configure(
+    model: str,
+    dtype: str,
+    *,
+    seed: int = 0,
+    fresh_weights: bool | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    data: str = "bundled",
+    weights: str | Path | None = None,
+    epochs: int | None = None,
+    steps: int | None = None,
+    train_batch_size: int | None = None,
+    learning_rate: float | None = None,
+    momentum: float | None = None,
+    nesterov: bool | None = None,
+    mutant: str | None = None,
+    implementation: str = SCRATCH,
+    judge: str = "auto",
+) -> CheckConfig:
+    """The :class:`CheckConfig` of a check of ``model``: every option not given (None) is the
+    model's recipe's (:func:`compare.sides.keras_side.recipe`: a zoo entry's, or what a
+    ``.keras`` file's or a builder's model was compiled with). Reads the model, so Keras must
+    be importable. An uncompiled model needs ``learning_rate``.
+
+    Training: ``epochs`` epochs, or ``steps`` steps; neither: one epoch or
+    :data:`DEFAULT_MAX_STEPS` steps, whichever is shorter. Weights: the model's own (a file's,
+    a builder's) unless ``fresh_weights`` (default: only for zoo names, which have none)."""
+    recipe = keras_side.recipe(model)
+    if learning_rate is None:
+        if recipe is None:
+            raise InputError(
+                f"model {model!r} was not compiled, so it has no training recipe: give the "
+                "learning rate (--learning-rate; --momentum, --nesterov and "
+                "--train-batch-size too, unless SGD's defaults and a batch of 32 are meant)"
+            )
+        learning_rate = recipe.learning_rate
+    if epochs is None and steps is None:
+        epochs, steps = 1, DEFAULT_MAX_STEPS
+    return CheckConfig(
+        model=model,
+        dtype=dtype,
+        seed=seed,
+        batch_size=batch_size,
+        data=str(data),
+        weights=None if weights is None else str(weights),
+        fresh_weights=keras_side.is_zoo(model) if fresh_weights is None else fresh_weights,
+        mutant=mutant,
+        epochs=epochs,
+        steps=steps,
+        train_batch_size=(
+            train_batch_size
+            if train_batch_size is not None
+            else (
+                recipe.batch_size
+                if recipe is not None and recipe.batch_size
+                else KERAS_FIT_BATCH_SIZE
+            )
+        ),
+        learning_rate=learning_rate,
+        momentum=momentum if momentum is not None else (recipe.momentum if recipe else 0.0),
+        nesterov=nesterov if nesterov is not None else (recipe.nesterov if recipe else False),
+        input_scaling=recipe.input_scaling if recipe is not None else "unit",
+        implementation=implementation,
+        judge=("table" if model in VARIANTS else "float64") if judge == "auto" else judge,
     )
 
 
@@ -123,56 +306,78 @@ def collect_for(
 
 
 def check_parity(
-    variant: str = "keras-docs",
+    model: str = DEFAULT_MODEL,
     dtype: str = "float32",
     *,
+    variant: str | None = None,
     seed: int = 0,
+    fresh_weights: bool | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     data: str = "bundled",
     weights: str | Path | None = None,
-    epochs: int = 1,
-    learning_rate: float = LEARNING_RATE,
-    momentum: float = 0.0,
-    nesterov: bool = False,
+    epochs: int | None = None,
+    steps: int | None = None,
+    train_batch_size: int | None = None,
+    learning_rate: float | None = None,
+    momentum: float | None = None,
+    nesterov: bool | None = None,
     tolerances: Mapping[str, Tolerance] | None = None,
     atol: Mapping[str, float] | None = None,
     rtol: Mapping[str, float] | None = None,
     mutant: str | None = None,
     implementation: str | Factory | None = None,
+    judge: str = "auto",
 ) -> Verdict:
     """Run the parity check and return its :class:`Verdict`.
 
-    ``implementation``: a FACTORY (docs/protocol.md), ``"MODULE:FACTORY"`` or
-    ``"path/to/file.py:FACTORY"``; default: the project's scratch model. ``epochs`` of
-    side-by-side training follow the forward and gradient checks (0: none), with
-    SGD(``learning_rate``, ``momentum``, ``nesterov``) on both sides. ``tolerances`` replaces
-    the calibrated tolerance of a kind (``{"forward": Tolerance(...)}``); ``atol``/``rtol``
-    replace one number per kind (key ``"*"`` for every kind). ``mutant`` names a deliberate bug
-    from :mod:`compare.sides.mutants` to apply to the scratch model. Bad arguments or input
-    raise :class:`compare.errors.InputError` (a protocol breach
+    ``model``: the reference — a zoo name (``keras-docs``, ``classic``, ``seed000-cnn``,
+    ``cs231n-3layer``, ``lenet5-bn-dropout``), a ``FILE.keras`` or ``"MODULE:BUILDER"``
+    (``variant`` is the old name of the two LeNet-5s' option). ``implementation``: a FACTORY
+    (docs/protocol.md), ``"MODULE:FACTORY"`` or ``"path/to/file.py:FACTORY"``; default: the
+    project's scratch model, mirroring the model. The training recipe (learning rate, momentum,
+    Nesterov, training batch, input scaling) is the model's unless given; the training length
+    ``epochs`` or ``steps`` (default: one epoch or 200 steps, whichever is shorter; 0: none);
+    ``batch_size`` is the layer and gradient checks' batch. ``tolerances`` replaces the
+    tolerance of a kind (``{"forward": Tolerance(...)}``); ``atol``/``rtol`` replace one number
+    per kind (key ``"*"`` for every kind). ``mutant`` names a deliberate bug from
+    :mod:`compare.sides.mutants` to apply to the scratch model. Bad arguments or input raise
+    :class:`compare.errors.InputError` (a protocol breach
     :class:`~compare.errors.ProtocolError`); an exception inside the implementation
     :class:`~compare.errors.ImplementationError`.
     """
     started = time.perf_counter()
+    if variant is not None:
+        if model != DEFAULT_MODEL and model != variant:
+            raise InputError(f"give the model once: model={model!r}, variant={variant!r}")
+        model = variant
     label, factory = resolve_implementation(implementation)
-    config = CheckConfig(
-        variant=variant,
-        dtype=dtype,
+    keras_side.backend_module()  # Keras, imported quietly, before the model is read
+    config = configure(
+        model,
+        dtype,
         seed=seed,
+        fresh_weights=fresh_weights,
         batch_size=batch_size,
-        data=str(data),
-        weights=None if weights is None else str(weights),
-        mutant=mutant,
+        data=data,
+        weights=weights,
         epochs=epochs,
+        steps=steps,
+        train_batch_size=train_batch_size,
         learning_rate=learning_rate,
         momentum=momentum,
         nesterov=nesterov,
+        mutant=mutant,
         implementation=label,
+        judge=judge,
     )
     backend, bug = prepare(config)
     if bug is not None:
         factory = scratch_side.factory(bug)
-    tols = tolerance_table.resolve(backend.NAME, dtype, tolerances, atol=atol, rtol=rtol)
+    tols: Mapping[tuple[str, str], tolerance_table.AnyTolerance]
+    if config.judge == "table":
+        tols = tolerance_table.resolve(backend.NAME, dtype, tolerances, atol=atol, rtol=rtol)
+    else:
+        tols = overrides(tolerances, atol=atol, rtol=rtol)
     # TensorFlow's oneDNN rewrite logs a C++ line for every float64 graph it builds
     with quiet.filtered_stderr():
         spec = spec_for(config, backend)
@@ -184,7 +389,7 @@ def check_parity(
             tolerances=tols,
             implementation_batches=None if bug is None else bug.batches,
         )
-    checks = judge(items, tols)
+    checks = judge_items(items, tols, config, 0 if curves is None else curves.heldout_size)
     return Verdict(
         passed=not any(c.failed for c in checks),
         config=config,

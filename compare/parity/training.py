@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Final, Protocol
 
 import numpy as np
@@ -39,18 +39,22 @@ ACCURACY_DIGITS_FLOOR: Final = 1.5
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Schedule:
-    """Every step's batch (index arrays into the training set), epochs one after another."""
+    """Every step's batch (index arrays into the training set), epochs one after another; a
+    run cut at a number of steps ends inside an epoch."""
 
     batches: list[np.ndarray]
     steps_per_epoch: int
-    epochs: int
+    epochs: int  # the epochs begun
 
     @property
     def steps(self) -> int:
         return len(self.batches)
 
     def epoch_ends(self) -> list[int]:
-        return [e * self.steps_per_epoch for e in range(1, self.epochs + 1)]
+        """The steps after which the held-out metrics are taken: every epoch's end, and the
+        last step of a run cut inside an epoch."""
+        ends = [e * self.steps_per_epoch for e in range(1, self.epochs + 1)]
+        return [s for s in ends if s < self.steps] + [self.steps]
 
     def snapshot_steps(self) -> list[int]:
         """The steps after which every parameter is recorded: 1, 10 and every epoch end."""
@@ -58,20 +62,29 @@ class Schedule:
         return sorted(wanted)
 
 
-def schedule(n: int, batch_size: int, epochs: int, seed: int) -> Schedule:
+def schedule(
+    n: int, batch_size: int, epochs: int | None, seed: int, steps: int | None = None
+) -> Schedule:
     """One seeded permutation of the ``n`` training examples per epoch, cut into batches (the
-    last one may be smaller, as in Keras), from ``np.random.default_rng(seed)``."""
-    if n < 1 or batch_size < 1 or epochs < 1:
+    last one may be smaller, as in Keras), from ``np.random.default_rng(seed)``; ``epochs``
+    epochs cut at ``steps`` steps (``epochs=None``: as many epochs as ``steps`` take)."""
+    per_epoch = -(-n // batch_size) if n >= 1 and batch_size >= 1 else 0
+    if epochs is None and steps is not None and per_epoch:
+        epochs = -(-steps // per_epoch)
+    if per_epoch < 1 or epochs is None or epochs < 1 or (steps is not None and steps < 1):
         raise ValueError(
-            "A schedule needs n, batch_size and epochs >= 1. "
-            f"Received: n={n}, batch_size={batch_size}, epochs={epochs}"
+            "A schedule needs n, batch_size, epochs (or steps) >= 1. "
+            f"Received: n={n}, batch_size={batch_size}, epochs={epochs}, steps={steps}"
         )
     rng = np.random.default_rng(seed)
-    batches = []
+    batches: list[np.ndarray] = []
     for _ in range(epochs):
         order = rng.permutation(n)
         batches += [order[i : i + batch_size] for i in range(0, n, batch_size)]
-    return Schedule(batches, steps_per_epoch=-(-n // batch_size), epochs=epochs)
+        if steps is not None and len(batches) >= steps:
+            break
+    batches = batches if steps is None else batches[:steps]
+    return Schedule(batches, steps_per_epoch=per_epoch, epochs=-(-len(batches) // per_epoch))
 
 
 # Keras's epsilon (keras/src/backend/config.py: 1e-7), by which its probability path clips.
@@ -81,8 +94,9 @@ EPSILON: Final = 1e-7
 class Trainee(Protocol):
     """One side of the comparison, as the recorder sees it (both sides alike)."""
 
-    def step(self, x: np.ndarray, y: np.ndarray) -> float:
-        """One optimiser step; the batch's loss before the update."""
+    def step(self, x: np.ndarray, y: np.ndarray, masks: Mapping[str, np.ndarray] | None) -> float:
+        """One optimiser step (dropping what ``masks`` drops); the batch's loss before the
+        update."""
         ...
 
     def weights(self) -> dict[str, np.ndarray] | None:
@@ -143,6 +157,7 @@ def record(
     *,
     label: str,
     batch_size: int,
+    masks: Callable[[int, int], Mapping[str, np.ndarray] | None] = lambda step, n: None,
 ) -> Recording:
     """Train ``trainee`` through ``plan`` and record everything (see the module docstring). A
     progress bar shows on stderr when stdout is a terminal; CI stays quiet."""
@@ -156,7 +171,7 @@ def record(
     )
     with bar:
         for step, idx in enumerate(plan.batches, start=1):
-            loss.append(trainee.step(x[idx], y[idx]))
+            loss.append(trainee.step(x[idx], y[idx], masks(step, len(idx))))
             if step in snapshots:
                 taken.append(trainee.weights() or {})
             if step in ends:
@@ -188,25 +203,38 @@ class Curves:
     implementation: Recording
     reference: Recording
     heldout_size: int
+    # The float64 judge's own run of the reference (compare.judge.float64) on the same batches,
+    # for a float32 comparison judged by it; None otherwise.
+    judge: Recording | None = None
 
-    def pairs(self, envelopes: str | None = None) -> list[Pair]:
+    def pairs(
+        self, envelopes: str | None = None, lengths: Mapping[str, int] | None = None
+    ) -> list[Pair]:
         """The ``training`` pairs: the per-step loss; every parameter at every snapshot step
         (one check per parameter, its snapshots stacked); the held-out loss and accuracy after
         every epoch. Every element carries its step. ``envelopes`` names another family of
-        calibrated envelopes than plain SGD's (see :func:`envelope_name`)."""
+        calibrated envelopes than plain SGD's (see :func:`envelope_name`); ``lengths`` gives
+        each check's reduction length for the float64 judge, whose run (:attr:`judge`) each
+        pair then carries."""
         steps = np.arange(1, self.plan.steps + 1)
         snapshot_steps = np.array(self.plan.snapshot_steps())
         ends = np.array(self.plan.epoch_ends())
-        ours, theirs = self.implementation, self.reference
-        named = [(STEP_LOSS, ours.step_loss, theirs.step_loss, steps)]
+        ours, theirs, judge = self.implementation, self.reference, self.judge
+
+        def judged(of: Callable[[Recording], np.ndarray | None]) -> np.ndarray | None:
+            return None if judge is None else of(judge)
+
+        named = [(STEP_LOSS, ours.step_loss, theirs.step_loss, steps, judged(_step_loss))]
         for key, stacked in theirs.params.items():
             if key not in ours.params:  # the parity check reports it missing or skipped
                 continue
             # one step per snapshot, broadcast over the parameter's axes: (S, 1, ..., 1)
             at = snapshot_steps.reshape(-1, *([1] * (stacked.ndim - 1)))
-            named.append((key, ours.params[key], stacked, at))
-        named.append((HELDOUT[0], ours.heldout_loss, theirs.heldout_loss, ends))
-        named.append((HELDOUT[1], ours.heldout_accuracy, theirs.heldout_accuracy, ends))
+            named.append((key, ours.params[key], stacked, at, judged(_param(key))))
+        named.append(
+            (HELDOUT[0], ours.heldout_loss, theirs.heldout_loss, ends, judged(_heldout_loss))
+        )
+        named.append((HELDOUT[1], ours.heldout_accuracy, theirs.heldout_accuracy, ends, None))
         floor = {HELDOUT[1]: ACCURACY_DIGITS_FLOOR / self.heldout_size}
         return [
             Pair(
@@ -217,8 +245,10 @@ class Curves:
                 at=at,
                 tolerance=envelope_name(name, envelopes),
                 atol_floor=floor.get(name, 0.0),
+                judge=j,
+                length=None if lengths is None else lengths.get(name),
             )
-            for name, a, b, at in named
+            for name, a, b, at, j in named
         ]
 
     def frame(self, loss_tolerance: Tolerance | PerElement | None = None) -> pd.DataFrame:
@@ -243,7 +273,7 @@ class Curves:
         """One row per epoch: both sides' held-out loss and accuracy after it."""
         return pd.DataFrame(
             {
-                "epoch": np.arange(1, self.plan.epochs + 1),
+                "epoch": [-(-s // self.plan.steps_per_epoch) for s in self.plan.epoch_ends()],
                 "step": self.plan.epoch_ends(),
                 "implementation_loss": self.implementation.heldout_loss,
                 "reference_loss": self.reference.heldout_loss,
@@ -252,6 +282,18 @@ class Curves:
                 "reference_accuracy": self.reference.heldout_accuracy,
             }
         )
+
+
+def _step_loss(run: Recording) -> np.ndarray:
+    return run.step_loss
+
+
+def _heldout_loss(run: Recording) -> np.ndarray:
+    return run.heldout_loss
+
+
+def _param(key: str) -> Callable[[Recording], np.ndarray | None]:
+    return lambda run: run.params.get(key)
 
 
 def envelope_name(check: str, family: str | None) -> str:

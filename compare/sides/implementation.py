@@ -15,6 +15,7 @@ import hashlib
 import importlib
 import importlib.machinery
 import importlib.util
+import inspect
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -155,9 +156,9 @@ class ImplementationSide:
 
     # -- calling the user's code -------------------------------------------------------------
     @staticmethod
-    def _call(method: str, fn: Callable[..., Any], *args: Any) -> Any:
+    def _call(method: str, fn: Callable[..., Any], *args: Any, **keywords: Any) -> Any:
         try:
-            return fn(*args)
+            return fn(*args, **keywords)
         except Exception as exc:  # an interrupt or a signal (BaseException) passes through
             raise ImplementationError(method, exc) from exc
 
@@ -223,11 +224,35 @@ class ImplementationSide:
             if name in names
         }
 
+    def _masks(self, method: str, masks: Mapping[str, np.ndarray] | None) -> dict[str, Any]:
+        """The ``dropout_masks`` keyword for ``method``: given only to models with Dropout,
+        each keep mask in the implementation's layout (docs/protocol.md)."""
+        if masks is None:
+            return {}
+        fn = getattr(self.obj, method)
+        parameters: Mapping[str, inspect.Parameter]
+        try:
+            parameters = inspect.signature(fn).parameters
+        except (TypeError, ValueError):  # a builtin or C callable: assume it takes keywords
+            parameters = {}
+        takes = "dropout_masks" in parameters or any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+        )
+        if parameters and not takes:
+            raise ProtocolError(
+                f"the model has Dropout ({', '.join(masks)}): {method}() must take the keyword "
+                "dropout_masks (layer name -> keep mask; see docs/protocol.md)"
+            )
+        return {"dropout_masks": {n: self.adapter.output_to(n, m) for n, m in masks.items()}}
+
     def loss_and_gradients(
-        self, x: np.ndarray, y: np.ndarray
+        self, x: np.ndarray, y: np.ndarray, dropout_masks: Mapping[str, np.ndarray] | None = None
     ) -> tuple[float, dict[str, Converted], Converted | None]:
         method = "loss_and_gradients()"
-        result = self._call(method, self.obj.loss_and_gradients, self.adapter.input_to(x), y)
+        keywords = self._masks("loss_and_gradients", dropout_masks)
+        result = self._call(
+            method, self.obj.loss_and_gradients, self.adapter.input_to(x), y, **keywords
+        )
         if not isinstance(result, tuple) or len(result) not in (2, 3):
             raise ProtocolError(
                 f"{method} returned {type(result).__name__}; expected a tuple (loss, grads) or "
@@ -240,10 +265,13 @@ class ImplementationSide:
             dx = self.adapter.input_from(self._array(method, "dloss_dx", result[2]))
         return loss, grads, dx
 
-    def train_step(self, x: np.ndarray, y: np.ndarray) -> float:
+    def train_step(
+        self, x: np.ndarray, y: np.ndarray, dropout_masks: Mapping[str, np.ndarray] | None = None
+    ) -> float:
         method = "train_step()"
+        keywords = self._masks("train_step", dropout_masks)
         return self._scalar(
-            method, self._call(method, self.obj.train_step, self.adapter.input_to(x), y)
+            method, self._call(method, self.obj.train_step, self.adapter.input_to(x), y, **keywords)
         )
 
     def get_weights(self) -> dict[str, Converted]:
