@@ -111,7 +111,9 @@ def test_bad_config_is_an_input_error() -> None:
     with pytest.raises(InputError, match="model"):
         CheckConfig(model="")
     with pytest.raises(InputError, match="not a LeNet-5"):
-        CheckConfig(model="seed000-cnn").variant  # noqa: B018
+        CheckConfig(model="seed000-cnn", judge="float64").variant  # noqa: B018
+    with pytest.raises(InputError, match="table knows only the LeNet-5s"):
+        CheckConfig(model="seed000-cnn", judge="table")
     with pytest.raises(InputError, match="epochs or steps"):
         CheckConfig(epochs=None, steps=None)
     with pytest.raises(InputError, match="unknown dtype"):
@@ -224,7 +226,7 @@ def test_check_command_prints_the_table_and_writes_the_schema(
         "timing",
     }
     assert verdict["passed"] is True and verdict["first_failure"] is None
-    assert verdict["schema_version"] == 2 and verdict["config"]["implementation"] == "scratch"
+    assert verdict["schema_version"] == 3 and verdict["config"]["implementation"] == "scratch"
     assert {c["status"] for c in verdict["checks"]} <= {"pass", "n/a"}
     assert verdict["config"]["dtype"] == "float64" and verdict["config"]["weights"] is None
     env = verdict["environment"]

@@ -208,7 +208,7 @@ def test_an_inference_port_gets_forward_checks_and_the_rest_skipped() -> None:
     assert status["training", "step loss"] == "skipped"
     assert verdict.passed and verdict.first_failure is None
     record = verdict.as_dict()
-    assert record["schema_version"] == 2
+    assert record["schema_version"] == 3
     assert record["counts"]["not provided"] == 2 and "fail" not in record["counts"]
     skipped = next(c for c in record["checks"] if c["status"] == "skipped")
     assert skipped["passed"] is False and "loss_and_gradients" in skipped["problem"]

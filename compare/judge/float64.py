@@ -118,7 +118,7 @@ DEFAULT_RULE: Final = JudgeRule(
     # 3 leaves room for what 20 seeds did not show (torch._dynamo uses 2 to 3)
     k=3.0,
     # the same for training curves, step by step up to the first relu flip: 0.42 needed with
-    # the floor on tanh, 5 seeds x 32 steps; 4 for the heavier tail of a chaotic run
+    # the floor (20 without), 5 seeds x 32 steps x 3 backends; 4 for a chaotic run's tail
     k_training=4.0,
     # about the 90th percentile of the honest float32 distances, 0.16 in ε32 · √L · magnitude
     # (median 0.071); the loss's reference can sit 10^4 times closer to float64 by chance

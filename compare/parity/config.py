@@ -66,7 +66,8 @@ class CheckConfig:
     nesterov: bool = False
     input_scaling: str = "unit"
     implementation: str = SCRATCH  # "scratch", or the MODULE:FACTORY the user gave
-    judge: str = "table"  # "table" or "float64" (JUDGES; "auto" is resolved by configure)
+    # "table" or "float64"; "auto" (JUDGES) is resolved here: the table for the LeNet-5s
+    judge: str = "auto"
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
@@ -81,6 +82,8 @@ class CheckConfig:
                 f"unknown input scaling {self.input_scaling!r}; expected one of "
                 f"{', '.join(INPUT_SCALINGS)}"
             )
+        if self.judge == "auto":  # frozen: resolved once, here, so the verdict says who judged
+            object.__setattr__(self, "judge", "table" if self.model in VARIANTS else "float64")
         if self.judge not in JUDGES[1:]:
             raise InputError(
                 f"unknown judge {self.judge!r}; expected one of {', '.join(JUDGES[1:])}"

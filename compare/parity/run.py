@@ -30,7 +30,6 @@ from compare.parity.config import (
     FD_RTOL,
     KERAS_FIT_BATCH_SIZE,
     SCRATCH,
-    VARIANTS,
     CheckConfig,
 )
 from compare.parity.environment import describe
@@ -267,7 +266,7 @@ def configure(
         nesterov=nesterov if nesterov is not None else (recipe.nesterov if recipe else False),
         input_scaling=recipe.input_scaling if recipe is not None else "unit",
         implementation=implementation,
-        judge=("table" if model in VARIANTS else "float64") if judge == "auto" else judge,
+        judge=judge,
     )
 
 

@@ -23,7 +23,7 @@ from compare.parity import training
 from compare.parity.config import CheckConfig
 from compare.sides.protocol import PROTOCOL_VERSION, ModelSpec
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +81,7 @@ class Verdict:
         return None if self.curves is None else self.curves.heldout_frame()
 
     def as_dict(self) -> dict[str, Any]:
-        """The documented JSON schema (docs/verdict.md), version 2."""
+        """The documented JSON schema (docs/verdict.md), version 3."""
         first = self.first_failure
         return {
             "schema_version": SCHEMA_VERSION,
