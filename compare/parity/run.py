@@ -142,7 +142,8 @@ def by_float64_judge(item: Pair, dtype: str, heldout_size: int) -> Check:
     if kind == "finite-difference":
         return compare_arrays(kind, name, item.actual, item.expected, Tolerance(FD_ATOL, FD_RTOL))
     if name == HELDOUT[1]:
-        return float64_judge.judge_count(kind, name, item.actual, item.expected, heldout_size)
+        counted = float64_judge.judge_count(kind, name, item.actual, item.expected, heldout_size)
+        return _with_step(item, counted)  # the epoch end of its first bad element
     length = item.length or 1
     if dtype == "float32" and item.judge is None:  # no float64 run of it: float32's rounding
         if item.at is None:
