@@ -144,8 +144,6 @@ def collect(
     items: list[Item] = []
     outputs, ref_outputs = ours.layer_outputs(x), theirs.layer_outputs(x)
     judged = judge.layer_outputs(x)
-    if judge.rule is not None and judge.reference is None:
-        judge._reference_outputs = {k: theirs.widened(v) for k, v in ref_outputs.items()}
     last = spec.layers[-1].name
     for layer in spec.layers:
         name = layer.name
@@ -168,7 +166,8 @@ def collect(
                     "forward", name, "not provided", "not returned by layer_outputs()"
                 )
             )
-    items += _gradients(config, spec, factory, ours, theirs, judge, weights, x, y)
+    widened = {k: theirs.widened(v) for k, v in ref_outputs.items()}
+    items += _gradients(config, spec, factory, ours, theirs, judge, widened, weights, x, y)
     if not config.trains:
         return items, None
     # the run's length is checked against its limit and its tolerances before any batch is made
@@ -219,6 +218,7 @@ def _gradients(
     ours: ImplementationSide,
     theirs: KerasReference,
     judge: _JudgeRun,
+    reference_outputs: Mapping[str, np.ndarray],
     weights: Mapping[str, np.ndarray],
     x: np.ndarray,
     y: np.ndarray,
@@ -256,7 +256,7 @@ def _gradients(
     else:
         extra = judge.extra("gradient", "input", judge_dx)
         pair = _paired("gradient", "input", dx, ref_dx, ours.adapter.input_to, **extra)
-        items.append(judge.without_ties(pair, x))
+        items.append(judge.without_ties(pair, x, reference_outputs))
         items.append(
             numeric.get("input") or missing("finite-difference", "input", "no analytic gradient")
         )
@@ -373,8 +373,6 @@ class _JudgeRun:
     rule: object | None  # the JudgeRule, or None: the calibrated table judges
     reference: KerasReference | None
     lengths: dict[tuple[str, str], int]
-    # a float64 check's reference layer outputs (for max pooling's ties)
-    _reference_outputs: dict[str, np.ndarray] | None = None
 
     @classmethod
     def start(
@@ -417,17 +415,21 @@ class _JudgeRun:
             x.astype(np.float64), y.astype(np.float64), dropout_masks=masks
         )
 
-    def without_ties(self, pair: Pair, x: np.ndarray) -> Pair:
+    def without_ties(
+        self, pair: Pair, x: np.ndarray, reference_outputs: Mapping[str, np.ndarray]
+    ) -> Pair:
         """dloss/dinput without the elements under max pooling's ties (:mod:`ties`), whose
-        gradient no two honest implementations need agree on; the pair says how many."""
+        gradient no two honest implementations need agree on; the pair says how many. The
+        pool inputs are the judge's float64 ones for a float32 check, else
+        ``reference_outputs`` (the float64 reference's)."""
         if self.rule is None or pair.actual.shape != x.shape:
             return pair
-        outputs: dict[str, np.ndarray] | None = self._reference_outputs
+        outputs: Mapping[str, np.ndarray] = reference_outputs
         eps = EPS64
         if self.reference is not None:  # float32: the judge's own float64 pool inputs
             outputs, eps = self.layer_outputs(x), EPS32
         pools = [la for la in self.spec.layers if la.class_name == "MaxPooling2D"]
-        if not pools or outputs is None:
+        if not pools:
             return pair
         widths = {}
         for i, layer in enumerate(self.spec.layers):
