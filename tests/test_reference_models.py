@@ -158,10 +158,11 @@ def test_the_zoo_models_have_the_documented_settings_and_recipes() -> None:
     for layer in ("conv1", "fc1", "output"):
         config = cs.layer(layer).config
         assert config["kernel_initializer"]["config"]["stddev"] == 1e-3
+        # the spec carries the factor as the backend applies it (float32 on TensorFlow)
         assert config["kernel_regularizer"] == {
             "module": "keras.regularizers",
             "class_name": "L2",
-            "config": {"l2": 0.05},
+            "config": {"l2": BACKEND.effective_regularization_factor(0.05)},
             "registered_name": None,
         }
         assert config["bias_regularizer"] is None
@@ -281,7 +282,11 @@ def test_a_keras_file_round_trips_through_load_model_and_model_spec(
     assert "conv1/bias" not in spec.weight_shapes()
     conv1, conv2 = spec.layer("conv1").config, spec.layer("conv2").config
     assert (conv1["strides"], conv1["padding"], conv1["use_bias"]) == ([2, 2], "same", False)
-    assert conv1["kernel_regularizer"]["config"] == {"l1": 0.01, "l2": 0.02}
+    # the spec carries the factors as the backend applies them (float32 on TensorFlow)
+    assert conv1["kernel_regularizer"]["config"] == {
+        "l1": BACKEND.effective_regularization_factor(0.01),
+        "l2": BACKEND.effective_regularization_factor(0.02),
+    }
     assert conv2["dilation_rate"] == [2, 2] and conv2["activation"] == "sigmoid"
     assert spec.layer("bn1").config["momentum"] == 0.9
     assert spec.layer("pool1").config == {
