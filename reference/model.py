@@ -190,12 +190,16 @@ def set_weights(model: keras.Model, weights: Mapping[str, np.ndarray]) -> None:
         v.assign(weights[key])
 
 
-def layer_outputs(model: keras.Model, x: np.ndarray) -> dict[str, np.ndarray]:
-    """Every layer's output (after its activation) for one inference pass, in layer order."""
+def layer_outputs(
+    model: keras.Model, x: np.ndarray, *, training: bool = False
+) -> dict[str, np.ndarray]:
+    """Every layer's output (after its activation) for one inference pass, in layer order;
+    ``training=True``: for one training-mode pass (batch normalization on the batch's
+    statistics, which also moves its moving statistics; Dropout by its masks)."""
     extractor = keras.Model(
         inputs=model.inputs[0], outputs={layer.name: layer.output for layer in model.layers}
     )
-    outputs = extractor(np.asarray(x), training=False)
+    outputs = extractor(np.asarray(x), training=training)
     return {layer.name: to_numpy(outputs[layer.name]) for layer in model.layers}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -180,6 +181,34 @@ def test_float64_is_judged_by_its_own_rounding() -> None:
     assert judge.judge_float64("forward", "x", float32_inside, expected, 25).failed
     loose = judge.judge_float64("forward", "x", float32_inside, expected, 25, eps=EPS32)
     assert loose.passed
+
+
+def test_the_precision_ladder_covers_an_ill_conditioned_float64_result() -> None:
+    # A sum that cancels to (nearly) 0, like the gradient of a bias under batch normalization:
+    # float64 noise of order eps64 * sqrt(n) * |terms|, with a result of magnitude ~0, so the
+    # floor (relative to the result) allows nothing. The float32 run shows the same
+    # cancellation at float32's scale; eps64 / eps32 times its distance covers the float64 noise.
+    rng = np.random.default_rng(7)
+    terms = rng.standard_normal((16, 4096))
+    terms -= terms.mean(axis=1, keepdims=True)  # every row sums to ~0 in exact arithmetic
+    expected = terms.sum(axis=1)  # the float64 reference: ~1e-13 noise
+    ours = terms[:, ::-1].sum(axis=1)  # another order: other noise of the same size
+    lower = terms.astype(np.float32).sum(axis=1).astype(np.float64)  # the float32 run
+    bare = judge.judge_float64("gradient", "b", ours, expected, 4096)
+    assert bare.failed  # the floor alone allows ~eps64 * |noise|
+    rule = dataclasses.replace(RULE, k_ladder=RULE.k_ladder or 1.0)
+    laddered = judge.judge_float64("gradient", "b", ours, expected, 4096, rule, lower=lower)
+    assert laddered.passed
+    # a real error stays far beyond it, and the message says how the allowance was made
+    bug = judge.judge_float64("gradient", "b", ours + 1e-6, expected, 4096, rule, lower=lower)
+    assert bug.failed and bug.margin > 10
+    assert "float32 reference's distance" in str(bug.problem)
+    # what k_ladder the pair needs, and that it is what the rule then needs to pass
+    needed = judge.k_ladder_needed(ours, expected, lower, 4096)
+    assert 0 < needed < rule.k_ladder
+    tight = dataclasses.replace(RULE, k_ladder=needed * 0.99)
+    assert judge.judge_float64("gradient", "b", ours, expected, 4096, tight, lower=lower).failed
+    assert judge.k_ladder_needed(expected, expected, lower, 4096) == 0.0
 
 
 def test_the_float64_bound_grows_with_the_step() -> None:

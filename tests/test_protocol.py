@@ -118,7 +118,7 @@ class ChannelsFirst:
 def test_a_channels_first_implementation_with_its_own_names_passes(dtype: str) -> None:
     verdict = check_parity("keras-docs", dtype, implementation=ChannelsFirst)
     assert verdict.passed, [(c.kind, c.name, c.problem) for c in verdict.checks if c.failed]
-    assert verdict.counts().get("pass", 0) == len(verdict.checks) - 2  # the conv biases' n/a
+    assert verdict.counts().get("pass", 0) == len(verdict.checks)
     assert verdict.config.implementation.endswith(":ChannelsFirst")
 
 

@@ -22,6 +22,7 @@ import on_backend
 import pytest
 
 import reference
+from compare import check_parity
 from compare.errors import InputError
 from compare.inputs.weights import ARCHITECTURE_KEYS
 from compare.sides import keras_side
@@ -776,3 +777,29 @@ def test_the_help_lists_the_zoo() -> None:
     from compare.sides import keras_side
 
     assert list(cli.MODELS) == list(keras_side.zoo())
+
+
+# -- where the float64 judge can run -----------------------------------------------------------
+FLOAT32_INSIDE = {
+    # what each backend computes in float32 even in a float64 model, per zoo model
+    "tensorflow": {},
+    "jax": {"classic": ["tanh"], "lenet5-bn-dropout": ["BatchNormalization"]},
+    "torch": {
+        "keras-docs": ["matmul (Dense)"],
+        "classic": ["matmul (Dense)"],
+        "seed000-cnn": ["matmul (Dense)"],
+        "cs231n-3layer": ["matmul (Dense)"],
+        "lenet5-bn-dropout": ["matmul (Dense)", "BatchNormalization"],
+    },
+}
+
+
+@pytest.mark.parametrize("model", list(keras_side.zoo()))
+def test_a_float32_check_is_refused_where_the_judge_would_not_be_float64(model: str) -> None:
+    spec = spec_of(model)
+    inside = keras_side.float32_inside(BACKEND, spec)
+    assert inside == FLOAT32_INSIDE[on_backend.NAME].get(model, [])
+    if not inside:
+        return
+    with pytest.raises(InputError, match=f"cannot judge {model} in float32 on {on_backend.NAME}"):
+        check_parity(model=model, dtype="float32", epochs=0, judge="float64")

@@ -86,9 +86,10 @@ class Pair:
     tolerance: str | None = None
     # The smallest atol the pair is judged with: the resolution of a count-based measure.
     atol_floor: float = 0.0
-    # For the float64 judge (compare.judge.float64): the float64 reference's result of the
-    # same computation when the pair is float32 (None: a float64 pair, or no judge run), and
-    # the tensor's reduction length.
+    # For the float64 judge (compare.judge.float64): the reference's result of the same
+    # computation in the other precision, widened to float64 — the float64 judge of a float32
+    # pair, the float32 precision ladder of a float64 pair (None: no such run) — and the
+    # tensor's reduction length.
     judge: np.ndarray | None = None
     length: int | None = None
     # What the check leaves out and why (e.g. elements under max pooling's ties), said with

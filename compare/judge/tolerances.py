@@ -196,10 +196,12 @@ def resolve(
     *,
     atol: Mapping[str, float] | None = None,
     rtol: Mapping[str, float] | None = None,
+    uncalibrated: Mapping[tuple[str, str], AnyTolerance] | None = None,
 ) -> Tolerances:
-    """The defaults; then ``overrides`` (a whole :class:`Tolerance` per kind); then single
+    """The defaults, with the ``uncalibrated`` checks' tolerances (measured, not in the
+    table); then ``overrides`` (a whole :class:`Tolerance` per kind); then single
     ``atol``/``rtol`` values per kind. Key ``"*"`` means every kind."""
-    result = defaults(backend, dtype)
+    result = {**defaults(backend, dtype), **(uncalibrated or {})}
     for kind, tol in (overrides or {}).items():
         for key in _keys(result, kind):
             result[key] = tol

@@ -25,6 +25,12 @@ JUDGES: Final = ("auto", "table", "float64")
 # tolerances on TensorFlow (atol 4.3e-10, rtol 4.8e-6, 20 seeds) doubled and rounded up.
 FD_ATOL: Final = 1e-9
 FD_RTOL: Final = 1e-5
+# The one-sided differences' tolerance (used where every central difference straddles a relu
+# kink): their error coefficients are 4x the central one's in round-off (4 eps |f| / h) and 2x
+# in truncation (h**2 |f3| / 3), compare/parity/finite_difference.py, so 4x the central
+# tolerance; measured by `python -m compare.tools.fd_study` (docs/checks.md).
+FD_ONE_SIDED_ATOL: Final = 4 * FD_ATOL
+FD_ONE_SIDED_RTOL: Final = 4 * FD_RTOL
 DEFAULT_BATCH_SIZE: Final = 256  # the layer and gradient checks' batch (the Keras docs' batch)
 LEARNING_RATE: Final = 0.05  # SGD's learning rate in the Keras docs recipe
 # The default training: one epoch or this many steps, whichever is shorter. A batch-1 epoch of

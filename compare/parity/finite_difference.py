@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 
 H = 1e-5
+# The tolerance key of a pair of one-sided differences (judged by their own tolerance).
+ONE_SIDED = "one-sided"
 
 
 def sample_indices(
@@ -85,6 +87,58 @@ def kink_free_differences(
         if all(np.array_equal(p, m) for p, m in zip(branches_plus, branches_minus, strict=True)):
             used.append(pos)
             values.append((f_plus - f_minus) / (2 * h))
+    return used, np.array(values)
+
+
+def one_sided_differences(
+    f: Callable[[], tuple[float, list[np.ndarray]]],
+    t: np.ndarray,
+    candidates: Iterable[tuple[int, ...]],
+    want: int,
+    h: float = H,
+) -> tuple[list[tuple[int, ...]], np.ndarray]:
+    """Second-order one-sided differences at up to ``want`` entries of ``t``, for entries whose
+    central difference straddles a kink: taken on the side where the branch pattern stays the
+    one at ``t`` itself, so that they estimate the derivative the analytic gradient takes there.
+
+    At a relu whose input is exactly 0 the pattern at ``t`` says "not positive", so the
+    difference is taken on the side where the unit stays off: relu'(0) = 0, as Keras's
+    gradient has it (TensorFlow's ``ReluGrad`` is ``where(x > 0, dy, 0)``). A blank window
+    under a zero conv bias is such a unit, and it leaves central differences nothing to use.
+    Backward first, (3 f(t) - 4 f(t - h) + f(t - 2h)) / 2h, then forward,
+    (-3 f(t) + 4 f(t + h) - f(t + 2h)) / 2h; an entry whose pattern changes on both sides
+    within 2h is skipped. Their error is larger than the central difference's: truncation
+    h**2 |f3| / 3 against h**2 |f3| / 6 (f3 the third derivative), and round-off
+    (3 + 4 + 1) eps |f| / 2h = 4 eps |f| / h against eps |f| / h; hence their own tolerance
+    (``FD_ONE_SIDED_ATOL``, ``FD_ONE_SIDED_RTOL`` in ``compare.parity.config``).
+    Returns the entries used and their differences; ``t`` is restored exactly.
+    """
+    if t.dtype != np.float64:
+        raise ValueError(f"Finite differences run in float64. Received: t.dtype={t.dtype}")
+    f_0, branches_0 = f()
+    used: list[tuple[int, ...]] = []
+    values: list[float] = []
+
+    def unchanged(branches: list[np.ndarray]) -> bool:
+        return all(np.array_equal(b, b0) for b, b0 in zip(branches, branches_0, strict=True))
+
+    for pos in candidates:
+        if len(used) == want:
+            break
+        original = t[pos]
+        for direction in (-1.0, 1.0):
+            t[pos] = original + direction * h
+            f_1, branches_1 = f()
+            if not unchanged(branches_1):
+                continue
+            t[pos] = original + direction * 2 * h
+            f_2, branches_2 = f()
+            if not unchanged(branches_2):
+                continue
+            used.append(pos)
+            values.append(direction * (-3 * f_0 + 4 * f_1 - f_2) / (2 * h))
+            break
+        t[pos] = original
     return used, np.array(values)
 
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import Final
 
 import numpy as np
 
@@ -27,12 +28,15 @@ from compare.parity.config import (
     DEFAULT_MAX_STEPS,
     DEFAULT_MODEL,
     FD_ATOL,
+    FD_ONE_SIDED_ATOL,
+    FD_ONE_SIDED_RTOL,
     FD_RTOL,
     KERAS_FIT_BATCH_SIZE,
     SCRATCH,
     CheckConfig,
 )
 from compare.parity.environment import describe
+from compare.parity.finite_difference import ONE_SIDED
 from compare.parity.training import HELDOUT, Curves
 from compare.parity.verdict import Verdict
 from compare.sides import keras_side, quiet, scratch_side
@@ -40,13 +44,18 @@ from compare.sides import mutants as mutant_catalogue
 from compare.sides.implementation import Factory, load_factory
 from compare.sides.protocol import ModelSpec
 
+# The tolerance key of one-sided finite differences (measured, not calibrated: fd_tolerance).
+ONE_SIDED_KEY: Final = ("finite-difference", ONE_SIDED)
+
 
 def judge(
     items: Sequence[Item], tolerances: Mapping[tuple[str, str], tolerance_table.AnyTolerance]
 ) -> list[Check]:
     """One :class:`Check` per pair, each against its own calibrated tolerance (a training
     check also records the step of its first bad element); checks that compared nothing pass
-    through."""
+    through. One-sided finite differences, which no table calibrates, get their measured
+    tolerance unless ``tolerances`` has one for them (:func:`check_parity`'s, with overrides)."""
+    tolerances = {ONE_SIDED_KEY: fd_tolerance(ONE_SIDED), **tolerances}
     pairs = [item for item in items if isinstance(item, Pair)]
     tolerance_table.for_pairs(tolerances, [p.tolerance_key for p in pairs])
     checks = []
@@ -109,38 +118,81 @@ def judge_items(
     tolerances: Mapping[tuple[str, str], tolerance_table.AnyTolerance],
     config: CheckConfig,
     heldout_size: int,
+    float64_eps: float = float64_judge.EPS64,
 ) -> list[Check]:
     """Every check of ``config``'s run: by the calibrated table (:func:`judge`) or by the
     float64 judge (:func:`by_float64_judge`); under the judge, a kind whose tolerance the
     caller set (:func:`overrides`) by that tolerance."""
     if config.judge == "table":
-        return judge(items, tolerances)
-    checks = []
-    for item in items:
-        if isinstance(item, Check):
-            checks.append(item)
-            continue
-        tol = tolerances.get((item.kind, "*"))
-        if isinstance(tol, Tolerance):
-            compared = compare_arrays(item.kind, item.name, item.actual, item.expected, tol)
-            checks.append(_with_step(item, compared))
-        else:
-            checks.append(by_float64_judge(item, config.dtype, heldout_size))
-        if item.note:
-            said = checks[-1].problem
-            checks[-1] = dataclasses.replace(
-                checks[-1], problem=item.note if not said else f"{said}; {item.note}"
-            )
-    return checks
+        checks = judge(items, tolerances)
+    else:
+        checks = []
+        for item in items:
+            if isinstance(item, Check):
+                checks.append(item)
+                continue
+            tol = tolerances.get((item.kind, "*"))
+            if isinstance(tol, Tolerance):
+                compared = compare_arrays(item.kind, item.name, item.actual, item.expected, tol)
+                checks.append(_with_step(item, compared))
+            else:
+                checks.append(by_float64_judge(item, config.dtype, heldout_size, float64_eps))
+    return [_with_note(item, check) for item, check in zip(items, checks, strict=True)]
 
 
-def by_float64_judge(item: Pair, dtype: str, heldout_size: int) -> Check:
+def _with_note(item: Item, check: Check) -> Check:
+    """A check that says what its pair left out or how it was measured (``Pair.note``)."""
+    if not isinstance(item, Pair) or not item.note:
+        return check
+    said = check.problem
+    return dataclasses.replace(check, problem=item.note if not said else f"{said}; {item.note}")
+
+
+def fd_tolerance(formula: str | None) -> Tolerance:
+    """The measured tolerance of finite differences (no table's): the one-sided ones'
+    (``formula`` is ``ONE_SIDED``: ``FD_ONE_SIDED_*``) or the central ones' (``FD_ATOL``,
+    ``FD_RTOL``)."""
+    if formula == ONE_SIDED:
+        return Tolerance(FD_ONE_SIDED_ATOL, FD_ONE_SIDED_RTOL)
+    return Tolerance(FD_ATOL, FD_RTOL)
+
+
+def check_judge_backend(config: CheckConfig, backend: ModuleType, spec: ModelSpec) -> None:
+    """Refuse a float32 check under the float64 judge on a backend whose float64 computes part
+    of the model in float32 (:func:`compare.sides.keras_side.float32_inside`): that run shares
+    the float32 reference's errors, so it judges nothing (measured on JAX: Keras's float32
+    batch normalization sums its statistics less accurately than TensorFlow's, and its float64
+    run does the same in float32, so scratch's loss was 140 times farther from it than the
+    reference; docs/judge.md). The judge would have to come from TensorFlow."""
+    if config.judge != "float64" or config.dtype != "float32":
+        return
+    inside = keras_side.float32_inside(backend, spec)
+    if inside:
+        raise InputError(
+            f"the float64 judge cannot judge {config.model} in float32 on {backend.NAME}: Keras "
+            f"computes {', '.join(inside)} in float32 there even in a float64 model, so that run "
+            "is no judge; check it with KERAS_BACKEND=tensorflow (a float64 check runs here, "
+            "judged to float32's epsilon)"
+        )
+
+
+def float64_eps(backend: ModuleType, spec: ModelSpec) -> float:
+    """The machine epsilon a float64 check of ``spec`` on ``backend`` is judged to: float64's,
+    or float32's where the backend computes part of the model in float32 even in float64
+    (:func:`compare.sides.keras_side.float32_inside`; docs/judge.md)."""
+    inside = keras_side.float32_inside(backend, spec)
+    return float64_judge.EPS32 if inside else float64_judge.EPS64
+
+
+def by_float64_judge(
+    item: Pair, dtype: str, heldout_size: int, eps64: float = float64_judge.EPS64
+) -> Check:
     """One pair judged by the float64 judge: a float32 pair against its float64 run, a float64
     pair by float64's rounding; training curves step by step; the held-out accuracy by a count
     of digits; the finite differences by their own tolerance (FD_ATOL, FD_RTOL)."""
     kind, name = item.kind, item.name
     if kind == "finite-difference":
-        return compare_arrays(kind, name, item.actual, item.expected, Tolerance(FD_ATOL, FD_RTOL))
+        return compare_arrays(kind, name, item.actual, item.expected, fd_tolerance(item.tolerance))
     if name == HELDOUT[1]:
         counted = float64_judge.judge_count(kind, name, item.actual, item.expected, heldout_size)
         return _with_step(item, counted)  # the epoch end of its first bad element
@@ -163,14 +215,16 @@ def by_float64_judge(item: Pair, dtype: str, heldout_size: int) -> Check:
             return float64_judge.judge_float32(
                 kind, name, item.actual, item.expected, item.judge, length
             )
-        return float64_judge.judge_float64(kind, name, item.actual, item.expected, length)
+        return float64_judge.judge_float64(
+            kind, name, item.actual, item.expected, length, eps=eps64, lower=item.judge
+        )
     steps = np.asarray(item.at).reshape(-1)
     if dtype == "float32":
         return float64_judge.judge_trajectory_float32(
             name, item.actual, item.expected, item.judge, length, steps=steps
         )
     return float64_judge.judge_trajectory_float64(
-        name, item.actual, item.expected, length, steps=steps
+        name, item.actual, item.expected, length, steps=steps, eps=eps64, lower=item.judge
     )
 
 
@@ -375,12 +429,21 @@ def check_parity(
         factory = scratch_side.factory(bug)
     tols: Mapping[tuple[str, str], tolerance_table.AnyTolerance]
     if config.judge == "table":
-        tols = tolerance_table.resolve(backend.NAME, dtype, tolerances, atol=atol, rtol=rtol)
+        # the one-sided finite differences are no calibrated check: their measured tolerance
+        tols = tolerance_table.resolve(
+            backend.NAME,
+            dtype,
+            tolerances,
+            atol=atol,
+            rtol=rtol,
+            uncalibrated={ONE_SIDED_KEY: fd_tolerance(ONE_SIDED)},
+        )
     else:
         tols = overrides(tolerances, atol=atol, rtol=rtol)
     # TensorFlow's oneDNN rewrite logs a C++ line for every float64 graph it builds
     with quiet.filtered_stderr():
         spec = spec_for(config, backend)
+        check_judge_backend(config, backend, spec)
         items, curves = collect(
             config,
             spec,
@@ -389,7 +452,8 @@ def check_parity(
             tolerances=tols,
             implementation_batches=None if bug is None else bug.batches,
         )
-    checks = judge_items(items, tols, config, 0 if curves is None else curves.heldout_size)
+    heldout = 0 if curves is None else curves.heldout_size
+    checks = judge_items(items, tols, config, heldout, float64_eps(backend, spec))
     return Verdict(
         passed=not any(c.failed for c in checks),
         config=config,

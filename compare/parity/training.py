@@ -203,8 +203,9 @@ class Curves:
     implementation: Recording
     reference: Recording
     heldout_size: int
-    # The float64 judge's own run of the reference (compare.judge.float64) on the same batches,
-    # for a float32 comparison judged by it; None otherwise.
+    # The float64 judge's own run of the reference (compare.judge.float64) on the same batches
+    # in the other precision: float64 for a float32 comparison, float32 for a float64 one (the
+    # precision ladder); None under the calibrated table.
     judge: Recording | None = None
 
     def pairs(
@@ -222,7 +223,8 @@ class Curves:
         ours, theirs, judge = self.implementation, self.reference, self.judge
 
         def judged(of: Callable[[Recording], np.ndarray | None]) -> np.ndarray | None:
-            return None if judge is None else of(judge)
+            found = None if judge is None else of(judge)
+            return None if found is None else np.asarray(found, dtype=np.float64)  # widened
 
         named = [(STEP_LOSS, ours.step_loss, theirs.step_loss, steps, judged(_step_loss))]
         for key, stacked in theirs.params.items():

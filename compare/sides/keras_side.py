@@ -292,6 +292,22 @@ def model_spec(
     )
 
 
+def float32_inside(backend: ModuleType, spec: ModelSpec) -> list[str]:
+    """What of ``spec``'s model this backend computes in float32 even in a float64 model
+    (``FLOAT64_COMPUTED_IN_FLOAT32``, ``FLOAT64_LAYERS_COMPUTED_IN_FLOAT32``): torch's matmul
+    (the Dense layers), JAX's tanh, batch normalization on JAX and torch. Empty: the backend's
+    float64 is float64 throughout for this model."""
+    ops = set(backend.FLOAT64_COMPUTED_IN_FLOAT32)
+    layers = set(getattr(backend, "FLOAT64_LAYERS_COMPUTED_IN_FLOAT32", ()))
+    found: list[str] = []
+    if "matmul" in ops and any(layer.class_name == "Dense" for layer in spec.layers):
+        found.append("matmul (Dense)")
+    if "tanh" in ops and any(layer.activation == "tanh" for layer in spec.layers):
+        found.append("tanh")
+    found += sorted({layer.class_name for layer in spec.layers if layer.class_name in layers})
+    return found
+
+
 class KerasReference:
     """The Keras model in Keras's keys and layouts: the same methods the protocol asks of an
     implementation, all of them provided. ``training=True`` makes a fresh compiled copy with
@@ -337,6 +353,19 @@ class KerasReference:
     def layer_outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
         outputs: dict[str, np.ndarray] = self._reference.layer_outputs(self.model, x)
         return outputs
+
+    def training_outputs(
+        self, x: np.ndarray, *, dropout_masks: Mapping[str, np.ndarray] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Every layer's output in one training-mode pass (what ``loss_and_gradients`` computes
+        on the way: batch statistics, the dropout masks); it moves batch normalization's moving
+        statistics, which set_weights restores."""
+        self._set_masks(x, dropout_masks)
+        outputs: dict[str, np.ndarray] = self._reference.layer_outputs(self.model, x, training=True)
+        return outputs
+
+    def set_weights(self, weights: Mapping[str, np.ndarray]) -> None:
+        self._reference.set_weights(self.model, weights)
 
     def widened(self, output: np.ndarray) -> np.ndarray:
         """A Keras layer output in the model's dtype. Keras on JAX computes tanh in float32 even

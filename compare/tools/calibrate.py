@@ -30,6 +30,7 @@ from compare.judge.checks import ErrorProfile, Pair, error_profile
 from compare.parity.collect import collect
 from compare.parity.config import CheckConfig
 from compare.parity.environment import describe
+from compare.parity.finite_difference import ONE_SIDED
 from compare.parity.run import spec_for
 from compare.sides import scratch_side
 from compare.sides.backends import BACKENDS
@@ -128,6 +129,8 @@ def _record(
 ) -> None:
     """Merge one run's profiles: whole checks, and training checks step by step."""
     for pair in pairs:
+        if pair.tolerance == ONE_SIDED:  # measured apart (compare.tools.fd_study), not calibrated
+            continue
         if pair.at is None:
             profile = error_profile(pair.actual, pair.expected)
             _merge(measured.setdefault(pair.kind, {}), pair.name, profile)
