@@ -23,6 +23,12 @@ class ProtocolError(InputError):
     naming the method and what was wrong; the CLI exits 2."""
 
 
+class JudgeUnavailable(InputError):
+    """No float64 judge can be run for this check here (its backend computes part of a float64
+    model in float32 and the backend that would judge it is not installed): exit 2, and a
+    matrix cell that is n/a with the reason."""
+
+
 class ImplementationError(Exception):
     """An exception raised inside the user's own implementation code. ``__cause__`` is the
     user's exception with its traceback; the CLI prints that traceback and exits 3."""

@@ -271,6 +271,38 @@ def test_accuracy_tolerates_one_digit_and_not_two() -> None:
         assert check.passed is passes, (digits, check)
 
 
+def test_the_heldout_digits_the_reference_decided_differently_from_its_judge() -> None:
+    """Every held-out digit's class is recorded after every epoch, and the held-out accuracy
+    pair carries the fraction the reference and the judge's run decide differently."""
+
+    def run(classes: list[list[int]]) -> curves.Recording:
+        c = np.array(classes, dtype=np.int64)
+        return curves.Recording(
+            step_loss=np.zeros(2),
+            params={},
+            heldout_loss=np.zeros(len(c)),
+            heldout_accuracy=np.zeros(len(c)),
+            seconds=0.0,
+            heldout_classes=c,
+        )
+
+    ref, judged = run([[1, 2, 3, 4], [1, 2, 3, 4]]), run([[1, 2, 3, 4], [1, 0, 3, 0]])
+    np.testing.assert_array_equal(curves.disagreement(ref, judged), [0.0, 0.5])
+    assert curves.disagreement(ref, run([[1, 2, 3, 4]])) is None  # not the same epochs
+    assert curves.disagreement(ref, run([[1, 2, 3, 4], [1, 2, 3, curves.NO_CLASS]])) is None
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        return np.eye(3)[x[:, 0].astype(int)]
+
+    x = np.array([[0], [2], [1], [2], [0]], dtype=np.float64)
+    y = np.eye(3)[[0, 2, 2, 2, 1]]
+    _, accuracy, classes = curves.heldout_metrics(predict, x, y, batch_size=2)
+    np.testing.assert_array_equal(classes, [0, 2, 1, 2, 0])
+    assert accuracy == pytest.approx(3 / 5)
+    _, _, none = curves.heldout_metrics(lambda x: None, x, y, batch_size=2)
+    assert (none == curves.NO_CLASS).all()
+
+
 # -- the long sweep: no false alarm over seeds the calibration never saw -------------------------
 SWEEP_SEEDS = range(100, 120)
 

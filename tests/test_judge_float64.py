@@ -291,6 +291,114 @@ def test_a_count_may_differ_by_one_outcome() -> None:
     assert judge.judge_count("training", "held-out accuracy", 0.901, 0.9, total).failed
 
 
+def test_a_float32_count_is_judged_by_the_digits_the_reference_flips() -> None:
+    """A float32 training run that parts from float64 within the epoch flips digits honestly:
+    the count is judged by its distance to the float64 run's, within k_training times the
+    digits the reference decided differently from it, plus the count tolerance."""
+    total = 2000
+    judged, flips = np.array([0.9]), np.array([5 / total])  # the reference flipped 5 digits
+    allowed = (RULE.k_training * 5 + judge.COUNT_TOLERANCE) / total
+    near = judge.judge_count(
+        "training",
+        "held-out accuracy",
+        judged + allowed * 0.99,
+        np.array([0.9025]),
+        total,
+        judge=judged,
+        disagreement=flips,
+    )
+    assert near.passed and near.atol == pytest.approx(allowed)
+    far = judge.judge_count(
+        "training",
+        "held-out accuracy",
+        judged + allowed * 1.01,
+        np.array([0.9025]),
+        total,
+        judge=judged,
+        disagreement=flips,
+    )
+    assert far.failed
+    # no flips: the count tolerance alone, now around the judge's count
+    still = judge.judge_count(
+        "training",
+        "held-out accuracy",
+        np.array([0.9005]),
+        np.array([0.9]),
+        total,
+        judge=judged,
+        disagreement=np.zeros(1),
+    )
+    assert still.passed
+    # the flips' running maximum: a later epoch keeps an earlier epoch's allowance
+    two = judge.judge_count(
+        "training",
+        "held-out accuracy",
+        np.array([0.9, 0.9 + 4 / total]),
+        np.array([0.9, 0.9]),
+        total,
+        judge=np.array([0.9, 0.9]),
+        disagreement=np.array([1 / total, 0.0]),
+    )
+    assert two.passed
+    with pytest.raises(ValueError, match="fraction in"):
+        judge.judge_count(
+            "training",
+            "held-out accuracy",
+            judged,
+            judged,
+            total,
+            judge=judged,
+            disagreement=np.array([2.0]),
+        )
+
+
+def test_the_summation_spread_is_recursive_over_pairwise_rounding() -> None:
+    assert judge.summation_spread(1) == 1.0 and judge.summation_spread(2) == pytest.approx(
+        math.sqrt(2)
+    )
+    assert judge.summation_spread(16384) == pytest.approx(math.sqrt(16384 / 14))
+    with pytest.raises(ValueError, match="reduction length"):
+        judge.summation_spread(0)
+
+
+def test_an_unresolved_tensor_allows_another_summation_order() -> None:
+    """A cancelling sum (a bias before a batch normalization: exactly 0) is rounding at
+    float32: an implementation summing in another order may land farther from 0 than the
+    reference by up to the summation spread, and passes; a real error is far beyond that."""
+    rng = np.random.default_rng(3)
+    length = 256 * 8 * 8
+    exact = 1e-18 * rng.standard_normal(16)  # the float64 run: rounding of an exact 0
+    reference = (1e-9 * rng.standard_normal(16)).astype(np.float32)  # a pairwise sum's rounding
+    ours = (8e-9 * rng.standard_normal(16)).astype(np.float32)  # a recursive sum's, 8x larger
+    check = judge.judge_float32("gradient", "conv2/bias", ours, reference, exact, length)
+    assert check.passed, check.problem
+    spread = judge.summation_spread(length)
+    assert 8 / (RULE.k * spread) < check.margin < 8 / RULE.k
+    bug = (1e-4 * rng.standard_normal(16)).astype(np.float32)  # a sum over the wrong axis
+    failed = judge.judge_float32("gradient", "conv2/bias", bug, reference, exact, length)
+    assert failed.failed and failed.margin > 1e3
+    assert "summation spread" in (failed.problem or "")
+    # a tensor float32 resolves keeps k alone: the same 8x noise fails there
+    value = rng.standard_normal(16)
+    resolved = judge.judge_float32(
+        "gradient",
+        "fc1/bias",
+        (value + 8e-5 * rng.standard_normal(16)).astype(np.float32),
+        (value + 1e-5 * rng.standard_normal(16)).astype(np.float32),
+        value,
+        length,
+    )
+    assert resolved.failed and "summation spread" not in (resolved.problem or "")
+    # in a trajectory, per step: the steps float32 does not resolve get the spread
+    steps_exact = np.stack([exact, value])
+    steps_ref = np.stack([reference, (value + 1e-7 * rng.standard_normal(16)).astype(np.float32)])
+    steps_ours = np.stack([ours, steps_ref[1]])
+    trajectory = judge.judge_trajectory_float32(
+        "conv2/bias", steps_ours, steps_ref, steps_exact, length
+    )
+    assert trajectory.passed, trajectory.problem
+
+
 def test_the_rule_refuses_nonsense_constants() -> None:
     with pytest.raises(ValueError, match="k and k_training must be >= 1"):
         judge.JudgeRule(k=0.5, k_training=1, floor32=0, floor64=0, step_growth=0)

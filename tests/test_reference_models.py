@@ -23,9 +23,9 @@ import pytest
 
 import reference
 from compare import check_parity
-from compare.errors import InputError
+from compare.errors import InputError, JudgeUnavailable
 from compare.inputs.weights import ARCHITECTURE_KEYS
-from compare.sides import keras_side
+from compare.sides import backends, keras_side, remote
 
 pytestmark = pytest.mark.keras
 
@@ -795,11 +795,21 @@ FLOAT32_INSIDE = {
 
 
 @pytest.mark.parametrize("model", list(keras_side.zoo()))
-def test_a_float32_check_is_refused_where_the_judge_would_not_be_float64(model: str) -> None:
+def test_a_float32_check_is_judged_on_tensorflow_where_its_float64_is_not_float64(
+    model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where this backend computes part of a float64 model in float32, a float32 check's judge
+    runs in a TensorFlow worker; without TensorFlow installed it is refused, one line, before
+    any work."""
     spec = spec_of(model)
     inside = keras_side.float32_inside(BACKEND, spec)
     assert inside == FLOAT32_INSIDE[on_backend.NAME].get(model, [])
+    expected = "tensorflow" if inside else None
+    assert remote.judge_backend(BACKEND, spec) == expected
     if not inside:
         return
-    with pytest.raises(InputError, match=f"cannot judge {model} in float32 on {on_backend.NAME}"):
+    installed = backends.is_installed
+    monkeypatch.setattr(backends, "is_installed", lambda n: n != "tensorflow" and installed(n))
+    message = f"float64 judge of {model} in float32 on {on_backend.NAME} runs on tensorflow"
+    with pytest.raises(JudgeUnavailable, match=message):
         check_parity(model=model, dtype="float32", epochs=0, judge="float64")

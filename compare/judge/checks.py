@@ -92,6 +92,12 @@ class Pair:
     # tensor's reduction length.
     judge: np.ndarray | None = None
     length: int | None = None
+    # For a float32 pair whose judge ran on another backend: that backend's float32 run of the
+    # reference too, another honest float32 result (the judge allows the larger distance).
+    also: np.ndarray | None = None
+    # For a count judged by the float64 judge (the held-out accuracy): per element, the
+    # fraction of outcomes that the reference and its other-precision run disagree on.
+    disagreement: np.ndarray | None = None
     # What the check leaves out and why (e.g. elements under max pooling's ties), said with
     # its result.
     note: str | None = None

@@ -65,6 +65,7 @@ from compare.judge.checks import (
     KINDS,
     MARGIN_CAP,
     Check,
+    PerElement,
     Tolerance,
     compare_arrays,
     element_margins,
@@ -449,6 +450,64 @@ def _floors(
     return scale * _rms(finite, axes), scale * _amax(finite, axes)
 
 
+def summation_spread(length: int) -> float:
+    """How many times farther from the exact sum one honest order of summing ``length`` terms
+    may round than another: the ratio of the probabilistic error bounds of recursive
+    summation, ``√L · u``, and pairwise summation, ``√(log2 L) · u`` (Higham and Mary 2019,
+    the probabilistic forms of Higham's worst cases ``(L − 1) u`` and ``⌈log2 L⌉ u``,
+    "Accuracy and Stability of Numerical Algorithms", 2nd ed., §4.2). NumPy sums a
+    non-contiguous axis recursively and a contiguous one pairwise; TensorFlow's and XLA's
+    reductions are trees: either may be the reference, either the implementation."""
+    _check_length(length)
+    return math.sqrt(length / max(math.log2(length), 1.0))
+
+
+def _spread_where_unresolved(
+    ref_rms: np.ndarray, judge: np.ndarray, length: int, axes: tuple[int, ...] | None
+) -> np.ndarray:
+    """``summation_spread(length)`` where float32 does not resolve the tensor (per step along
+    axis 0 with ``axes``), else 1. Unresolved: the float32 reference's RMS distance to the
+    float64 judge is at least the judge's own RMS, so its float32 value is rounding and nothing
+    else: a cancelling sum, like the gradient of a bias right before a batch normalization,
+    which is exactly 0. How far its rounding lands from 0 depends on the order in which the
+    terms were summed, by up to the summation spread between two honest orders; a tensor float32
+    resolves keeps ``k`` alone (its rounding is relative to its value, which any order keeps)."""
+    magnitude = _rms(np.where(np.isfinite(judge), judge, 0.0), axes)
+    return np.where(ref_rms >= magnitude, summation_spread(length), 1.0)
+
+
+def _reference_distance(
+    expected: np.ndarray, judge: np.ndarray, also: object | None, axes: tuple[int, ...] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The float32 reference's RMS and largest distance to the judge (per step along axis 0
+    with ``axes``), the larger of its own and ``also``'s (another honest float32 run)."""
+    runs = [expected] if also is None else [expected, np.asarray(also)]
+    found = []
+    for run in runs:
+        if run.shape != judge.shape:
+            raise ValueError(
+                f"The second float32 run must have the reference's shape {judge.shape}. "
+                f"Received: shape={run.shape}"
+            )
+        ref, target = _finite_pair(run, judge)
+        found.append((_rms(ref - target, axes), _amax(ref - target, axes)))
+    return np.maximum.reduce([f[0] for f in found]), np.maximum.reduce([f[1] for f in found])
+
+
+def _also_text(also: object | None) -> str:
+    return "" if also is None else " (the larger of two backends' runs)"
+
+
+def _unresolved_text(k: np.ndarray, base: float, length: int) -> str:
+    """What the message says when some of a tensor (or of its steps) was unresolved."""
+    if not np.any(np.asarray(k) > base):
+        return ""
+    return (
+        f" (× the summation spread {summation_spread(length):.3g} where float32 does not "
+        "resolve it: its float32 value is rounding)"
+    )
+
+
 def _steps(steps: Sequence[int] | np.ndarray | None, n: int) -> np.ndarray:
     if steps is None:
         return np.arange(1, n + 1)
@@ -479,12 +538,15 @@ def judge_float32(
     judge: object,
     length: int,
     rule: JudgeRule = DEFAULT_RULE,
+    *,
+    also: object | None = None,
 ) -> Check:
     """A float32 result ``actual`` judged by the float64 run ``judge`` of the same computation
     (same weights and inputs, widened exactly), against the float32 reference ``expected``:
     passes when its RMS and largest distance to the judge are each within ``rule.k`` times the
     reference's plus the floor (module docstring). ``length``: the tensor's reduction length
-    (:func:`reduction_lengths`)."""
+    (:func:`reduction_lengths`). ``also``: another honest float32 run of the reference (another
+    backend's); the reference's distance is then the larger of the two runs'."""
     _check_kind(kind)
     _check_length(length)
     structure = _structure(kind, name, actual, expected)
@@ -495,15 +557,15 @@ def judge_float32(
     unusable = _judge_unusable(kind, name, e, j)
     if unusable is not None:
         return unusable
-    ref, target = _finite_pair(e, j)
-    ref_rms, ref_max = _rms(ref - target), _amax(ref - target)
+    ref_rms, ref_max = _reference_distance(e, j, also, None)
     floor_rms, floor_max = _floors(rule.floor32, EPS32, rule.scale(length), j, None)
+    k = rule.k * _spread_where_unresolved(ref_rms, j, length, None)
     allowance = _Allowance(
-        rule.k * ref_rms + floor_rms,
-        rule.k * ref_max + floor_max,
-        f"{rule.k:g} × the float32 reference's distance to float64 (RMS {float(ref_rms):.3g}, "
-        f"max {float(ref_max):.3g}) + {rule.floor32:g} · ε32 · L^{rule.length_power:g} · "
-        f"magnitude, L={length} "
+        k * ref_rms + floor_rms,
+        k * ref_max + floor_max,
+        f"{float(k):.3g} × the float32 reference's{_also_text(also)} distance to float64 (RMS "
+        f"{float(ref_rms):.3g}, max {float(ref_max):.3g}){_unresolved_text(k, rule.k, length)}"
+        f" + {rule.floor32:g} · ε32 · L^{rule.length_power:g} · magnitude, L={length} "
         f"(RMS {float(floor_rms):.3g}, max {float(floor_max):.3g})",
     )
     return _judged(kind, name, a, j, allowance, steps=None)
@@ -519,6 +581,7 @@ def judge_trajectory_float32(
     *,
     steps: Sequence[int] | np.ndarray | None = None,
     until: int | None = None,
+    also: object | None = None,
 ) -> Check:
     """Two float32 training curves judged by the float64 one, step by step along axis 0
     (``steps`` gives each entry's step, default 1, 2, …): at each step the implementation's
@@ -530,7 +593,9 @@ def judge_trajectory_float32(
     pattern (the signs of a relu layer's inputs on a step's batch) differs from the float64
     run's has taken another branch at a kink, honestly, and leaves the float64 trajectory by
     far more than any rounding (docs/judge.md: 10^4 times the reference's distance): pass the
-    step before the first such step of either float32 run. "n/a" when no step is left."""
+    step before the first such step of either float32 run. "n/a" when no step is left.
+    ``also``: another honest float32 training run of the reference (another backend's); the
+    reference's distance at each step is then the larger of the two runs'."""
     _check_length(length)
     a, e = _trajectory(actual, expected)
     structure = _structure("training", name, a, e)
@@ -550,19 +615,23 @@ def judge_trajectory_float32(
                 "relu kink",
             )
         a, e, j, at = a[judged], e[judged], j[judged], at[judged]
+        also = None if also is None else np.asarray(also)[judged]
     unusable = _judge_unusable("training", name, e, j)
     if unusable is not None:
         return unusable
     axes = tuple(range(1, e.ndim))
-    ref, target = _finite_pair(e, j)
-    ref_rms = np.maximum.accumulate(_rms(ref - target, axes)) if e.shape[0] else np.zeros(0)
-    ref_max = np.maximum.accumulate(_amax(ref - target, axes)) if e.shape[0] else np.zeros(0)
+    ref_rms, ref_max = _reference_distance(e, j, also, axes)
+    if e.shape[0]:  # their running maximum
+        ref_rms, ref_max = np.maximum.accumulate(ref_rms), np.maximum.accumulate(ref_max)
     floor_rms, floor_max = _floors(rule.floor32, EPS32, rule.scale(length), j, axes)
+    k = rule.k_training * _spread_where_unresolved(ref_rms, j, length, axes)
     allowance = _Allowance(
-        rule.k_training * ref_rms + floor_rms,
-        rule.k_training * ref_max + floor_max,
-        f"{rule.k_training:g} × the running maximum of the float32 reference's distance to "
-        f"float64 + {rule.floor32:g} · ε32 · L^{rule.length_power:g} · magnitude, L={length}",
+        k * ref_rms + floor_rms,
+        k * ref_max + floor_max,
+        f"{rule.k_training:g} × the running maximum of the float32 reference's{_also_text(also)} "
+        "distance to "
+        f"float64{_unresolved_text(k, rule.k_training, length)} + {rule.floor32:g} · ε32 · "
+        f"L^{rule.length_power:g} · magnitude, L={length}",
     )
     return _judged("training", name, a, j, allowance, steps=at)
 
@@ -684,13 +753,37 @@ def judge_count(
     expected: object,
     total: int,
     allowed: float = COUNT_TOLERANCE,
+    *,
+    judge: object | None = None,
+    disagreement: object | None = None,
+    rule: JudgeRule = DEFAULT_RULE,
 ) -> Check:
     """Fractions of ``total`` discrete outcomes (an accuracy over ``total`` digits), which may
     differ by ``allowed`` outcomes (:data:`COUNT_TOLERANCE`); a compare_arrays check with
-    ``atol = allowed / total``."""
+    ``atol = allowed / total``.
+
+    A float32 count with its float64 judge: ``judge`` the float64 run's fractions and
+    ``disagreement`` the fraction of outcomes the float32 reference and that run decide
+    differently, per element along axis 0 (epoch ends). ``actual`` is then judged by its
+    distance to ``judge``, within ``rule.k_training`` times the running maximum of the
+    disagreement plus ``allowed / total``: the rule of the training curves, where a count's
+    own distance would understate the reference's rounding (flips either way cancel in a
+    count, not in the number of outcomes decided differently). A float32 training run that
+    parts from float64 within the epoch (batch normalization, dropout) flips digits
+    honestly; one that does not keeps ``allowed``."""
     if isinstance(total, bool) or not isinstance(total, (int, np.integer)) or total < 1:
         raise ValueError(f"A count has a total >= 1. Received: total={total!r}")
-    return compare_arrays(kind, name, actual, expected, Tolerance(allowed / int(total), 0.0))
+    if judge is None or disagreement is None:
+        return compare_arrays(kind, name, actual, expected, Tolerance(allowed / int(total), 0.0))
+    j, flips = np.asarray(judge, dtype=np.float64), np.asarray(disagreement, dtype=np.float64)
+    _check_judge(j, np.asarray(expected))
+    if flips.shape != j.shape or j.ndim != 1 or not np.all((flips >= 0) & (flips <= 1)):
+        raise ValueError(
+            "disagreement gives, per element of the count, a fraction in [0, 1]. "
+            f"Received: disagreement={disagreement!r}"
+        )
+    atol = rule.k_training * np.maximum.accumulate(flips) + allowed / int(total)
+    return compare_arrays(kind, name, actual, j, PerElement(atol, np.zeros_like(atol)))
 
 
 def k_ladder_needed(

@@ -92,10 +92,16 @@ def setup_text(config: CheckConfig, environment: Mapping[str, Any]) -> str:
     )
     mutant = c.get("mutant")
     train_batch = c.get("train_batch_size", c.get("batch_size"))
+    judge = environment.get("judge")
+    elsewhere = (
+        f", judged by {judge.get('run')} on {judge.get('backend')} (a worker)"
+        if isinstance(judge, Mapping) and judge.get("worker")
+        else ""
+    )
     return (
         f"{c.get('model')}, {c.get('dtype')}, seed {c.get('seed')}, batch "
         f"{c.get('batch_size')}, {training_text(c)} of {optimizer} in batches of {train_batch}, "
-        f"{environment.get('backend')}" + (f", mutant {mutant}" if mutant else "")
+        f"{environment.get('backend')}{elsewhere}" + (f", mutant {mutant}" if mutant else "")
     )
 
 

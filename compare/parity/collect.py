@@ -34,11 +34,12 @@ from compare.parity.finite_difference import (
     one_sided_differences,
     window_argmax,
 )
-from compare.sides import keras_side, scratch_side
+from compare.sides import keras_side, remote, scratch_side
 from compare.sides.implementation import Factory, ImplementationSide
 from compare.sides.keras_side import KerasReference
 from compare.sides.layout import Converted
 from compare.sides.protocol import ModelSpec
+from compare.sides.remote import RemoteReference
 
 Item = Pair | Check  # a comparison to judge, or a check that compared nothing
 # Two inputs of a max pooling window tie when they differ by at most this many units of
@@ -113,8 +114,9 @@ def _paired(
     the implementation's layout instead, so the failure shows the implementation's shapes."""
     if ours.converted:
         return Pair(kind, name, ours.array, expected, **extra)
-    if extra.get("judge") is not None:
-        extra["judge"] = to_theirs_layout(extra["judge"])
+    for field in ("judge", "also"):  # the reference's runs, in the expected's layout
+        if extra.get(field) is not None:
+            extra[field] = to_theirs_layout(extra[field])
     return Pair(kind, name, ours.array, to_theirs_layout(expected), **extra)
 
 
@@ -148,14 +150,14 @@ def collect(
 
     items: list[Item] = []
     outputs, ref_outputs = ours.layer_outputs(x), theirs.layer_outputs(x)
-    judged = judge.layer_outputs(x)
+    judged, also = judge.layer_outputs(x), judge.also_layer_outputs(x)
     last = spec.layers[-1].name
     for layer in spec.layers:
         name = layer.name
         expected = theirs.widened(ref_outputs[name])
         if name in outputs:
             to_theirs = lambda e, n=name: ours.adapter.output_to(n, e)  # noqa: E731
-            extra = judge.extra("forward", name, judged.get(name))
+            extra = judge.extra("forward", name, judged.get(name), also.get(name))
             items.append(_paired("forward", name, outputs[name], expected, to_theirs, **extra))
         elif name == last:
             items.append(
@@ -241,14 +243,17 @@ def _gradients(
     loss, grads, dx = ours.loss_and_gradients(x, y, masks)
     ref_loss, ref_grads, ref_dx = theirs.loss_and_gradients(x, y, dropout_masks=masks)
     judge_loss, judge_grads, judge_dx = judge.loss_and_gradients(x, y, masks)
+    also_loss, also_grads, also_dx = judge.also_loss_and_gradients(x, y, masks)
     numeric = finite_differences(config, spec, factory, theirs.backend, weights, x, y, masks)
     # the loss is a number on both sides: compared as float64 scalars
-    loss_extra = judge.extra("gradient", "loss", judge_loss)
+    loss_extra = judge.extra(
+        "gradient", "loss", judge_loss, None if also_loss is None else np.array(also_loss)
+    )
     items: list[Item] = [Pair("gradient", "loss", np.array(loss), np.array(ref_loss), **loss_extra)]
     for key in keys:
         if key in grads:
             to_theirs = lambda e, k=key: ours.adapter.weight_to(k, e)  # noqa: E731
-            extra = judge.extra("gradient", key, judge_grads.get(key))
+            extra = judge.extra("gradient", key, judge_grads.get(key), also_grads.get(key))
             items.append(_paired("gradient", key, grads[key], ref_grads[key], to_theirs, **extra))
         else:
             items.append(missing("gradient", key, "not returned by loss_and_gradients()"))
@@ -258,7 +263,7 @@ def _gradients(
         items.append(Check.without_comparison("gradient", "input", "not provided", reason))
         items.append(Check.without_comparison("finite-difference", "input", "not provided", reason))
     else:
-        extra = judge.extra("gradient", "input", judge_dx)
+        extra = judge.extra("gradient", "input", judge_dx, also_dx)
         pair = _paired("gradient", "input", dx, ref_dx, ours.adapter.input_to, **extra)
         items.append(judge.without_ties(pair, x, reference_outputs))
         items.append(
@@ -486,16 +491,27 @@ class _JudgeRun:
     in float32 from the weights and inputs rounded to float32: the precision ladder, whose
     distance to the float64 reference shows how much the computation amplifies rounding
     (batch normalization's cancellations). Without the judge (the calibrated table judges),
-    nothing."""
+    nothing.
+
+    Where the check's backend computes part of a float64 model in float32, a float32 check's
+    judge runs in a worker on TensorFlow (:attr:`remote`), and so does a second honest float32
+    run of the reference (:attr:`also`, ``Pair.also``): a backend's float32 can sum far more
+    accurately than another's (measured: JAX's batch normalization statistics against
+    TensorFlow's and NumPy's, 1.2e-6 against 1.7e-3 on lenet5-bn-dropout; docs/judge.md), and
+    an implementation that sums like either is honest."""
 
     config: CheckConfig
     spec: ModelSpec
     backend: ModuleType
-    weights: dict[str, np.ndarray]  # in ``dtype``
+    weights: dict[str, np.ndarray]  # the check's, in its dtype
     rule: object | None  # the JudgeRule, or None: the calibrated table judges
-    reference: KerasReference | None
     lengths: dict[tuple[str, str], int]
     dtype: str = "float64"  # the other precision's
+    # the backend of the worker the judge runs in (compare.sides.remote.judge_backend), or
+    # None: this process's own
+    remote: str | None = None
+    reference: KerasReference | RemoteReference | None = None
+    also: RemoteReference | None = None
 
     @classmethod
     def start(
@@ -506,38 +522,77 @@ class _JudgeRun:
         weights: Mapping[str, np.ndarray],
     ) -> _JudgeRun:
         if config.judge != "float64":
-            return cls(config, spec, backend, {}, None, None, {})
+            return cls(config, spec, backend, {}, None, {})
         lengths = reduction_lengths(spec.layers, config.batch_size)
         other = "float32" if config.dtype == "float64" else "float64"
-        keras_side.check_backend_dtype(backend, other)
-        # float32 -> float64 widens exactly; float64 -> float32 rounds (the ladder's input)
-        converted = {k: np.asarray(v, dtype=other) for k, v in weights.items()}
-        reference = KerasReference(config.model, other, backend, converted)
-        return cls(config, spec, backend, converted, DEFAULT_RULE, reference, lengths, other)
+        where = remote.judge_backend(backend, spec) if config.dtype == "float32" else None
+        if where is None:
+            keras_side.check_backend_dtype(backend, other)
+        run = cls(config, spec, backend, dict(weights), DEFAULT_RULE, lengths, other, where)
+        run.reference = run.new_reference(other, training=False)
+        if where is not None:
+            run.also = RemoteReference(config.model, config.dtype, where, weights, seed=config.seed)
+        return run
 
-    def extra(self, kind: str, name: str, judged: Any) -> dict[str, Any]:
+    def new_reference(self, dtype: str, *, training: bool) -> KerasReference | RemoteReference:
+        """A reference in ``dtype`` from the check's weights (float32 -> float64 widens
+        exactly; float64 -> float32 rounds, the ladder's input): here, or in the worker on
+        :attr:`remote`; ``training`` compiles it with the recipe."""
+        config = self.config
+        weights = {k: np.asarray(v, dtype=dtype) for k, v in self.weights.items()}
+        recipe: dict[str, Any] = {}
+        if training:
+            recipe = {
+                "training": True,
+                "learning_rate": config.learning_rate,
+                "momentum": config.momentum,
+                "nesterov": config.nesterov,
+            }
+        if self.remote is None:
+            return KerasReference(config.model, dtype, self.backend, weights, **recipe)
+        return RemoteReference(
+            config.model, dtype, self.remote, weights, seed=config.seed, **recipe
+        )
+
+    def extra(self, kind: str, name: str, judged: Any, also: Any = None) -> dict[str, Any]:
         """A pair's judge fields: the other precision's result, widened (None when there is
-        none), and the length."""
+        none), the second float32 run's (:attr:`also`), and the length."""
         if self.rule is None:
             return {}
         record: dict[str, Any] = {"length": self.lengths.get((kind, name))}
         if self.reference is not None and judged is not None:
             record["judge"] = np.asarray(judged, dtype=np.float64)
+        if also is not None:
+            record["also"] = np.asarray(also)
         return record
 
     def layer_outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """The judge's layer outputs (empty without a judge)."""
         if self.reference is None:
             return {}
         return self.reference.layer_outputs(x.astype(self.dtype))
 
+    def also_layer_outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """The second float32 run's layer outputs (empty without one)."""
+        return {} if self.also is None else self.also.layer_outputs(x)
+
     def loss_and_gradients(
         self, x: np.ndarray, y: np.ndarray, masks: Mapping[str, np.ndarray] | None
     ) -> tuple[float | None, dict[str, np.ndarray], np.ndarray | None]:
+        """The judge's loss, gradients and dloss/dinput (None, {}, None without a judge)."""
         if self.reference is None:
             return None, {}, None
         return self.reference.loss_and_gradients(
             x.astype(self.dtype), y.astype(self.dtype), dropout_masks=masks
         )
+
+    def also_loss_and_gradients(
+        self, x: np.ndarray, y: np.ndarray, masks: Mapping[str, np.ndarray] | None
+    ) -> tuple[float | None, dict[str, np.ndarray], np.ndarray | None]:
+        """The second float32 run's (None, {}, None without one)."""
+        if self.also is None:
+            return None, {}, None
+        return self.also.loss_and_gradients(x, y, dropout_masks=masks)
 
     def without_ties(
         self, pair: Pair, x: np.ndarray, reference_outputs: Mapping[str, np.ndarray]
@@ -574,11 +629,16 @@ class _JudgeRun:
         judge = None if pair.judge is None else np.array(pair.judge, copy=True)
         if judge is not None:
             judge[tied] = target[tied]
+        also = None if pair.also is None else np.array(pair.also, copy=True)
+        if also is not None:
+            also[tied] = target[tied]
         note = (
             f"{int(tied.sum())} of {tied.size} elements under max pooling windows whose two "
             "largest inputs tie within rounding are not compared (their gradient is not unique)"
         )
-        return dataclasses.replace(pair, actual=actual, expected=expected, judge=judge, note=note)
+        return dataclasses.replace(
+            pair, actual=actual, expected=expected, judge=judge, also=also, note=note
+        )
 
     def training_lengths(self) -> dict[str, int] | None:
         if self.rule is None:
@@ -591,30 +651,24 @@ class _JudgeRun:
         plan: training.Schedule,
         data: Dataset,
         masks: Callable[[int, int], Mapping[str, np.ndarray] | None],
+        *,
+        also: bool = False,
     ) -> training.Recording | None:
         """The other precision's reference trained through ``plan`` on the same batches, widened
-        (a float32 check's judge) or rounded (a float64 check's ladder)."""
-        if self.reference is None:
+        (a float32 check's judge) or rounded (a float64 check's ladder); with ``also``, the
+        second float32 run trained the same way (None without one)."""
+        if self.reference is None or (also and self.also is None):
             return None
-        config = self.config
-        reference = KerasReference(
-            config.model,
-            self.dtype,
-            self.backend,
-            self.weights,
-            training=True,
-            learning_rate=config.learning_rate,
-            momentum=config.momentum,
-            nesterov=config.nesterov,
-        )
+        dtype = self.config.dtype if also else self.dtype
+        reference = self.new_reference(dtype, training=True)
         return training.record(
             _Trainee(reference.train_step, reference.get_weights, reference.predict),
             plan,
-            data.x_train.astype(self.dtype),
-            data.y_train.astype(self.dtype),
-            (data.x_heldout.astype(self.dtype), data.y_heldout.astype(self.dtype)),
-            label=f"keras {self.dtype}",
-            batch_size=config.batch_size,
+            data.x_train.astype(dtype),
+            data.y_train.astype(dtype),
+            (data.x_heldout.astype(dtype), data.y_heldout.astype(dtype)),
+            label=f"keras {dtype}" + ("" if self.remote is None else f" on {self.remote}"),
+            batch_size=self.config.batch_size,
             masks=masks,
         )
 
@@ -712,4 +766,5 @@ def _train_side_by_side(
         keras_run,
         heldout_size=len(data.x_heldout),
         judge=judge.train(plan, data, masks),
+        also=judge.train(plan, data, masks, also=True),
     )

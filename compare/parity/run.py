@@ -39,7 +39,7 @@ from compare.parity.environment import describe
 from compare.parity.finite_difference import ONE_SIDED
 from compare.parity.training import HELDOUT, Curves
 from compare.parity.verdict import Verdict
-from compare.sides import keras_side, quiet, scratch_side
+from compare.sides import keras_side, quiet, remote, scratch_side
 from compare.sides import mutants as mutant_catalogue
 from compare.sides.implementation import Factory, load_factory
 from compare.sides.protocol import ModelSpec
@@ -157,23 +157,17 @@ def fd_tolerance(formula: str | None) -> Tolerance:
     return Tolerance(FD_ATOL, FD_RTOL)
 
 
-def check_judge_backend(config: CheckConfig, backend: ModuleType, spec: ModelSpec) -> None:
-    """Refuse a float32 check under the float64 judge on a backend whose float64 computes part
-    of the model in float32 (:func:`compare.sides.keras_side.float32_inside`): that run shares
-    the float32 reference's errors, so it judges nothing (measured on JAX: Keras's float32
-    batch normalization sums its statistics less accurately than TensorFlow's, and its float64
-    run does the same in float32, so scratch's loss was 140 times farther from it than the
-    reference; docs/judge.md). The judge would have to come from TensorFlow."""
+def judge_backend(config: CheckConfig, backend: ModuleType, spec: ModelSpec) -> str | None:
+    """The backend of the worker a float32 check's float64 judge runs in, or None for this
+    process's own (:func:`compare.sides.remote.judge_backend`): where this backend computes
+    part of the model in float32 even in float64, its float64 run would share the float32
+    reference's errors and judge nothing (measured on JAX: Keras's float32 batch normalization
+    sums its statistics less accurately than TensorFlow's, and its float64 run does the same in
+    float32, so scratch's loss was 140 times farther from it than the reference; docs/judge.md).
+    An InputError, before any work, when that worker's backend is not installed."""
     if config.judge != "float64" or config.dtype != "float32":
-        return
-    inside = keras_side.float32_inside(backend, spec)
-    if inside:
-        raise InputError(
-            f"the float64 judge cannot judge {config.model} in float32 on {backend.NAME}: Keras "
-            f"computes {', '.join(inside)} in float32 there even in a float64 model, so that run "
-            "is no judge; check it with KERAS_BACKEND=tensorflow (a float64 check runs here, "
-            "judged to float32's epsilon)"
-        )
+        return None
+    return remote.judge_backend(backend, spec)
 
 
 def float64_eps(backend: ModuleType, spec: ModelSpec) -> float:
@@ -194,7 +188,16 @@ def by_float64_judge(
     if kind == "finite-difference":
         return compare_arrays(kind, name, item.actual, item.expected, fd_tolerance(item.tolerance))
     if name == HELDOUT[1]:
-        counted = float64_judge.judge_count(kind, name, item.actual, item.expected, heldout_size)
+        by_judge = dtype == "float32" and item.disagreement is not None
+        counted = float64_judge.judge_count(
+            kind,
+            name,
+            item.actual,
+            item.expected,
+            heldout_size,
+            judge=item.judge if by_judge else None,
+            disagreement=item.disagreement if by_judge else None,
+        )
         return _with_step(item, counted)  # the epoch end of its first bad element
     length = item.length or 1
     if dtype == "float32" and item.judge is None:  # no float64 run of it: float32's rounding
@@ -213,7 +216,7 @@ def by_float64_judge(
     if item.at is None:
         if dtype == "float32":
             return float64_judge.judge_float32(
-                kind, name, item.actual, item.expected, item.judge, length
+                kind, name, item.actual, item.expected, item.judge, length, also=item.also
             )
         return float64_judge.judge_float64(
             kind, name, item.actual, item.expected, length, eps=eps64, lower=item.judge
@@ -221,7 +224,7 @@ def by_float64_judge(
     steps = np.asarray(item.at).reshape(-1)
     if dtype == "float32":
         return float64_judge.judge_trajectory_float32(
-            name, item.actual, item.expected, item.judge, length, steps=steps
+            name, item.actual, item.expected, item.judge, length, steps=steps, also=item.also
         )
     return float64_judge.judge_trajectory_float64(
         name, item.actual, item.expected, length, steps=steps, eps=eps64, lower=item.judge
@@ -443,7 +446,7 @@ def check_parity(
     # TensorFlow's oneDNN rewrite logs a C++ line for every float64 graph it builds
     with quiet.filtered_stderr():
         spec = spec_for(config, backend)
-        check_judge_backend(config, backend, spec)
+        judged_on = judge_backend(config, backend, spec)
         items, curves = collect(
             config,
             spec,
@@ -454,10 +457,17 @@ def check_parity(
         )
     heldout = 0 if curves is None else curves.heldout_size
     checks = judge_items(items, tols, config, heldout, float64_eps(backend, spec))
+    environment = describe(backend, dtype)
+    if config.judge == "float64":
+        environment["judge"] = {
+            "run": f"Keras {'float32' if dtype == 'float64' else 'float64'}",
+            "backend": judged_on or backend.NAME,
+            "worker": judged_on is not None,
+        }
     return Verdict(
         passed=not any(c.failed for c in checks),
         config=config,
-        environment=describe(backend, dtype),
+        environment=environment,
         checks=checks,
         tolerances=tols,
         seconds=time.perf_counter() - started,

@@ -109,31 +109,37 @@ class Trainee(Protocol):
         ...
 
 
+NO_CLASS: Final = -1  # a held-out digit's predicted class when a side gave no probabilities
+
+
 def heldout_metrics(
     predict: Callable[[np.ndarray], np.ndarray | None],
     x: np.ndarray,
     y: np.ndarray,
     batch_size: int,
-) -> tuple[float, float]:
-    """Held-out loss and accuracy from the probabilities, by one function for both sides: the
-    cross-entropy of the probabilities renormalised and clipped to [EPSILON, 1 − EPSILON] (as
-    Keras's probability path computes it), in float64, and the categorical accuracy. NaN when
-    the side gives no probabilities of the right shape."""
+) -> tuple[float, float, np.ndarray]:
+    """Held-out loss, accuracy and every digit's predicted class from the probabilities, by one
+    function for both sides: the cross-entropy of the probabilities renormalised and clipped to
+    [EPSILON, 1 − EPSILON] (as Keras's probability path computes it), in float64, the
+    categorical accuracy and the argmax per digit (shape ``(len(x),)``). NaN and
+    :data:`NO_CLASS` when the side gives no probabilities of the right shape."""
     n = len(x)
     if n == 0:
         raise ValueError("held-out metrics need at least one sample. Received: len(x)=0")
     loss_sum = correct = 0.0
+    classes = np.full(n, NO_CLASS, dtype=np.int64)
     for start in range(0, n, batch_size):
         xb, yb = x[start : start + batch_size], y[start : start + batch_size]
         probs = predict(xb)
         if probs is None or probs.shape != yb.shape:
-            return float("nan"), float("nan")
+            return float("nan"), float("nan"), np.full(n, NO_CLASS, dtype=np.int64)
         p = probs.astype(np.float64)
         with np.errstate(all="ignore"):  # a broken side's NaN or zeros are compared, not raised
             p = np.clip(p / p.sum(axis=-1, keepdims=True), EPSILON, 1 - EPSILON)
             loss_sum += float(-(yb * np.log(p)).sum())
-        correct += float(np.sum(p.argmax(axis=-1) == yb.argmax(axis=-1)))
-    return loss_sum / n, correct / n
+        classes[start : start + len(xb)] = p.argmax(axis=-1)
+        correct += float(np.sum(classes[start : start + len(xb)] == yb.argmax(axis=-1)))
+    return loss_sum / n, correct / n, classes
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -146,6 +152,10 @@ class Recording:
     heldout_loss: np.ndarray  # (epochs,) float64
     heldout_accuracy: np.ndarray  # (epochs,) float64
     seconds: float
+    # every held-out digit's predicted class after every epoch, NO_CLASS without probabilities
+    heldout_classes: np.ndarray = dataclasses.field(
+        default_factory=lambda: np.zeros((0, 0), dtype=np.int64)
+    )  # (epochs, n) int64
 
 
 def record(
@@ -164,7 +174,7 @@ def record(
     started = time.perf_counter()
     snapshots = set(plan.snapshot_steps())
     ends = set(plan.epoch_ends())
-    loss, heldout_loss, heldout_accuracy = [], [], []
+    loss, heldout_loss, heldout_accuracy, heldout_classes = [], [], [], []
     taken: list[dict[str, np.ndarray]] = []
     bar = tqdm(
         total=plan.steps, desc=label, unit="step", leave=False, disable=not sys.stdout.isatty()
@@ -175,9 +185,10 @@ def record(
             if step in snapshots:
                 taken.append(trainee.weights() or {})
             if step in ends:
-                h_loss, h_acc = heldout_metrics(trainee.predict, *heldout, batch_size)
+                h_loss, h_acc, h_classes = heldout_metrics(trainee.predict, *heldout, batch_size)
                 heldout_loss.append(h_loss)
                 heldout_accuracy.append(h_acc)
+                heldout_classes.append(h_classes)
             bar.update()
     keys = [k for k in taken[0] if all(k in snap for snap in taken)] if taken else []
     params = {}
@@ -192,6 +203,8 @@ def record(
         heldout_loss=np.array(heldout_loss, dtype=np.float64),
         heldout_accuracy=np.array(heldout_accuracy, dtype=np.float64),
         seconds=time.perf_counter() - started,
+        # E epochs of (n,) -> (E, n)
+        heldout_classes=np.stack(heldout_classes) if heldout_classes else np.zeros((0, 0), int),
     )
 
 
@@ -207,6 +220,9 @@ class Curves:
     # in the other precision: float64 for a float32 comparison, float32 for a float64 one (the
     # precision ladder); None under the calibrated table.
     judge: Recording | None = None
+    # A second honest float32 run of the reference for a float32 comparison whose judge ran on
+    # another backend (TensorFlow's float32 run there), else None.
+    also: Recording | None = None
 
     def pairs(
         self, envelopes: str | None = None, lengths: Mapping[str, int] | None = None
@@ -220,37 +236,47 @@ class Curves:
         steps = np.arange(1, self.plan.steps + 1)
         snapshot_steps = np.array(self.plan.snapshot_steps())
         ends = np.array(self.plan.epoch_ends())
-        ours, theirs, judge = self.implementation, self.reference, self.judge
+        ours, theirs, judge, also = self.implementation, self.reference, self.judge, self.also
 
         def judged(of: Callable[[Recording], np.ndarray | None]) -> np.ndarray | None:
             found = None if judge is None else of(judge)
             return None if found is None else np.asarray(found, dtype=np.float64)  # widened
 
-        named = [(STEP_LOSS, ours.step_loss, theirs.step_loss, steps, judged(_step_loss))]
+        def second(of: Callable[[Recording], np.ndarray | None]) -> np.ndarray | None:
+            return None if also is None else of(also)
+
+        # (name, what of a recording, its steps)
+        named: list[tuple[str, Callable[[Recording], np.ndarray | None], np.ndarray]] = [
+            (STEP_LOSS, _step_loss, steps)
+        ]
         for key, stacked in theirs.params.items():
             if key not in ours.params:  # the parity check reports it missing or skipped
                 continue
             # one step per snapshot, broadcast over the parameter's axes: (S, 1, ..., 1)
-            at = snapshot_steps.reshape(-1, *([1] * (stacked.ndim - 1)))
-            named.append((key, ours.params[key], stacked, at, judged(_param(key))))
-        named.append(
-            (HELDOUT[0], ours.heldout_loss, theirs.heldout_loss, ends, judged(_heldout_loss))
-        )
-        named.append((HELDOUT[1], ours.heldout_accuracy, theirs.heldout_accuracy, ends, None))
+            named.append((key, _param(key), snapshot_steps.reshape(-1, *[1] * (stacked.ndim - 1))))
+        named.append((HELDOUT[0], _heldout_loss, ends))
+        named.append((HELDOUT[1], _heldout_accuracy, ends))
         floor = {HELDOUT[1]: ACCURACY_DIGITS_FLOOR / self.heldout_size}
+        flips: dict[str, np.ndarray | None] = {}
+        if judge is not None:  # the digits each float32 run decides differently from the judge
+            found = [disagreement(run, judge) for run in (theirs, also) if run is not None]
+            known = [f for f in found if f is not None]
+            flips[HELDOUT[1]] = np.maximum.reduce(known) if len(known) == len(found) else None
         return [
             Pair(
                 "training",
                 name,
-                a,
-                b,
+                _present(of(ours)),
+                _present(of(theirs)),
                 at=at,
                 tolerance=envelope_name(name, envelopes),
                 atol_floor=floor.get(name, 0.0),
-                judge=j,
+                judge=judged(of),
                 length=None if lengths is None else lengths.get(name),
+                disagreement=flips.get(name),
+                also=second(of),
             )
-            for name, a, b, at, j in named
+            for name, of, at in named
         ]
 
     def frame(self, loss_tolerance: Tolerance | PerElement | None = None) -> pd.DataFrame:
@@ -286,12 +312,32 @@ class Curves:
         )
 
 
+def disagreement(reference: Recording, judge: Recording) -> np.ndarray | None:
+    """After every epoch, the fraction of held-out digits that the reference and the judge's
+    run of it classify differently (shape ``(epochs,)``): how many outcomes the reference's
+    rounding flipped. None when either run gave no classes."""
+    a, b = reference.heldout_classes, judge.heldout_classes
+    if a.shape != b.shape or a.size == 0 or (a == NO_CLASS).any() or (b == NO_CLASS).any():
+        return None
+    return np.mean(a != b, axis=1).astype(np.float64)
+
+
 def _step_loss(run: Recording) -> np.ndarray:
     return run.step_loss
 
 
 def _heldout_loss(run: Recording) -> np.ndarray:
     return run.heldout_loss
+
+
+def _heldout_accuracy(run: Recording) -> np.ndarray:
+    return run.heldout_accuracy
+
+
+def _present(found: np.ndarray | None) -> np.ndarray:
+    """A curve both recordings have (Curves.pairs names only those)."""
+    assert found is not None
+    return found
 
 
 def _param(key: str) -> Callable[[Recording], np.ndarray | None]:

@@ -55,6 +55,18 @@ def run_one(model: str, dtype: str, seed: int) -> dict[str, Any]:
             needed[f"{item.kind} {item.name}"] = rule.k_ladder_needed(
                 item.actual, item.expected, item.judge, item.length or 1, steps=steps, eps=eps
             )
+    resolution: dict[str, float] = {}
+    flips: list[float] = []
+    if dtype == "float32":
+        for item in items:
+            if not isinstance(item, Pair) or item.judge is None or item.name == HELDOUT[1]:
+                continue
+            resolution[f"{item.kind} {item.name}"] = relative_distance(item.expected, item.judge)
+        flips += [
+            float(np.max(i.disagreement)) * heldout
+            for i in items
+            if isinstance(i, Pair) and i.name == HELDOUT[1] and i.disagreement is not None
+        ]
     margins = {
         f"{c.kind} {c.name}": float(c.margin) for c in checks if c.status in ("pass", "fail")
     }
@@ -67,8 +79,26 @@ def run_one(model: str, dtype: str, seed: int) -> dict[str, Any]:
         "failed": [f"{c.kind} {c.name}" for c in checks if c.failed],
         "margins": margins,
         "k_ladder_needed": needed,
+        # float32: each tensor's reference distance to float64 relative to its magnitude (>= 1:
+        # unresolved, judged with the summation spread), and the held-out digits the reference
+        # classified differently from float64
+        "relative_distance": resolution,
+        "heldout_flips": max(flips, default=None),
         "seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def relative_distance(expected: object, judge: object) -> float:
+    """rms(expected − judge) / rms(judge) per step (the largest; per tensor outside training):
+    how much of a float32 tensor is rounding. At least 1: float32 does not resolve it
+    (:func:`compare.judge.float64.summation_spread`)."""
+    e, j = np.asarray(expected, np.float64), np.asarray(judge, np.float64)
+    axes = tuple(range(1, e.ndim)) if e.ndim > 1 else None
+    distance = np.sqrt(np.mean(np.square(e - j), axis=axes))
+    magnitude = np.sqrt(np.mean(np.square(j), axis=axes))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(magnitude > 0, distance / magnitude, np.where(distance > 0, np.inf, 0.0))
+    return float(np.max(ratio, initial=0.0))
 
 
 def summarise(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -89,8 +119,25 @@ def summarise(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         for name, k in r["k_ladder_needed"].items()
     ]
     k, where = max(ladder, default=(0.0, ""))
+    ratios = [
+        (v, f"{r['model']} seed {r['seed']} {name}")
+        for r in runs
+        for name, v in r.get("relative_distance", {}).items()
+    ]
+    resolved = [rv for rv in ratios if rv[0] < 1]
+    unresolved = [rv for rv in ratios if rv[0] >= 1]
+    flips = [(r["heldout_flips"], f"{r['model']} seed {r['seed']}") for r in runs]
+    flips = [f for f in flips if f[0] is not None]
     return {
         "by_model": by,
+        "float32_resolution": {
+            "largest_resolved": max(resolved, default=None),
+            "smallest_unresolved": min(unresolved, default=None),
+            "unresolved": sorted(
+                {w.split(" ", 3)[0] + " " + w.split(" ", 3)[3] for _, w in unresolved}
+            ),
+        },
+        "heldout_flips": {"largest": max(flips, default=None)},
         "k_ladder_needed": {
             "largest": k,
             "at": where,
