@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import textwrap
 import time
@@ -106,17 +107,18 @@ DATA_HELP = (
 )
 
 
-MODEL_HELP = (
+MODEL_METAVAR = "NAME|FILE.keras|MODULE:BUILDER"
+MODEL_SOURCES = (
     "the Keras reference: a zoo name (see below), FILE.keras (read in safe mode) or "
-    "MODULE:BUILDER / path/to/file.py:BUILDER (BUILDER() returns a Keras model); default "
-    "keras-docs"
+    "MODULE:BUILDER / path/to/file.py:BUILDER (BUILDER() returns a Keras model)"
 )
+MODEL_HELP = f"{MODEL_SOURCES}; default keras-docs"
 
 
 def _add_model_option(parser: argparse.ArgumentParser) -> None:
     """--model, and --variant: its older name for the two LeNet-5s."""
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--model", metavar="NAME|FILE.keras|MODULE:BUILDER", help=MODEL_HELP)
+    group.add_argument("--model", metavar=MODEL_METAVAR, help=MODEL_HELP)
     group.add_argument(
         "--variant",
         dest="model",
@@ -125,13 +127,38 @@ def _add_model_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_setup_options(parser: argparse.ArgumentParser, *, many: bool) -> None:
-    """--variant/--dtype (repeatable when ``many``), --seed, --batch-size, --data."""
+def _add_models_option(parser: argparse.ArgumentParser, *, default: str) -> None:
+    """--model and --variant, both repeatable and appending to ``models`` in the order given
+    (:func:`_models` reads them)."""
+    parser.add_argument(
+        "--model",
+        dest="models",
+        action="append",
+        metavar=MODEL_METAVAR,
+        help=f"{MODEL_SOURCES}; repeatable; default: {default}",
+    )
+    parser.add_argument(
+        "--variant",
+        dest="models",
+        action="append",
+        choices=sorted(scratch.VARIANTS),
+        help="= --model, for the two LeNet-5s; repeatable, in order with --model",
+    )
+
+
+def _add_setup_options(
+    parser: argparse.ArgumentParser, *, many: bool, models: bool = False
+) -> None:
+    """--variant/--dtype (repeatable when ``many``; with ``models``, --model and --variant),
+    --seed, --batch-size, --data."""
     variants, dtypes = sorted(scratch.VARIANTS), ("float32", "float64")
     if many:
-        parser.add_argument(
-            "--variant", action="append", choices=variants, help="repeatable; default: both"
-        )
+        if models:
+            _add_models_option(parser, default="both LeNet-5s")
+        else:
+            parser.add_argument(
+                "--variant", action="append", choices=variants, help="repeatable; default: both"
+            )
         parser.add_argument(
             "--dtype", action="append", choices=dtypes, help="repeatable; default: both"
         )
@@ -297,12 +324,12 @@ TAKES = {
     "mutants": (
         "about 30 minutes",
         "(every mutant on each LeNet-5 it applies to, in both dtypes: 10-50 s a run; measured "
-        "while the machine was busy; --only, --variant and --dtype run fewer)",
+        "while the machine was busy; --only, --model and --dtype run fewer)",
     ),
     "matrix": (
         "about 4 minutes",
-        "(with the three backends installed here: one check per backend x variant x dtype, "
-        "6 by default, about 35 s each; a second --variant doubles it)",
+        "(with the three backends installed here: one check per backend x model x dtype, "
+        "6 by default, about 35 s each; a second --model doubles it)",
     ),
     "calibrate": (
         "about 25 minutes, estimated",
@@ -515,8 +542,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_HelpFormatter,
     )
     _add_backend_option(mutants)
-    _add_setup_options(mutants, many=True)
-    mutants.add_argument("--seed", type=SEED, default=0, help="weights and split")
+    _add_setup_options(mutants, many=True, models=True)
+    mutants.add_argument(
+        "--seed", type=SEED, default=0, help="weights (of a zoo model) and split (default 0)"
+    )
     mutants.add_argument(
         "--only", action="append", metavar="NAME", help="run only this mutant (repeatable)"
     )
@@ -524,7 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--epochs",
         type=arg_type(validate.epochs),
         help="epochs of training in every run (default: none for model bugs, whose first "
-        "failure comes before training; 1 for training bugs)",
+        "failure comes before training; 10 steps for training bugs)",
     )
     mutants.add_argument("--json", type=Path, metavar="FILE", help="also write the results here")
     mutants.set_defaults(run=run_mutants)
@@ -536,8 +565,12 @@ def build_parser() -> argparse.ArgumentParser:
         "and compare scratch with each backend and every backend with every other, forward, "
         "gradient and training; write one report (Markdown, HTML table and heatmap, CSV, JSON) "
         "into --out, atomically. A counter line per finished check (a bar on a terminal). "
+        "A LeNet-5 is judged by its calibrated tolerances; any other model by the float64 "
+        "judge, scratch vs each backend only (backend vs backend: n/a). A check a backend "
+        "refuses is n/a, with why. "
         "Exit 0: everything agrees; 1: something disagrees; 2: bad input or usage."
         + _takes("matrix"),
+        epilog=_models_help(),
         formatter_class=_HelpFormatter,
     )
     matrix.add_argument(
@@ -548,16 +581,13 @@ def build_parser() -> argparse.ArgumentParser:
         "comma-separated); default: every installed one",
     )
     _add_implementation_option(matrix)
-    matrix.add_argument(
-        "--variant",
-        action="append",
-        choices=sorted(scratch.VARIANTS),
-        help="repeatable; default: keras-docs",
-    )
+    _add_models_option(matrix, default=DEFAULT_MODEL)
     matrix.add_argument(
         "--dtype", action="append", choices=("float32", "float64"), help="repeatable; default: both"
     )
-    matrix.add_argument("--seed", type=SEED, default=0, help="weights and split")
+    matrix.add_argument(
+        "--seed", type=SEED, default=0, help="weights (of a zoo model) and split (default 0)"
+    )
     matrix.add_argument(
         "--batch-size",
         type=arg_type(validate.batch_size),
@@ -570,8 +600,8 @@ def build_parser() -> argparse.ArgumentParser:
     matrix.add_argument(
         "--epochs",
         type=arg_type(validate.epochs),
-        default=1,
-        help="epochs of side-by-side training in every check (default 1; 0: none)",
+        help="epochs of side-by-side training in every check (default: one epoch or "
+        f"{DEFAULT_MAX_STEPS} steps, whichever is shorter; 0: none)",
     )
     matrix.add_argument(
         "--out",
@@ -734,10 +764,34 @@ def run_report(args: argparse.Namespace) -> int:
     return 0 if verdict.passed else 1
 
 
+def _models(args: argparse.Namespace, default: Sequence[str]) -> list[str]:
+    """The models of --model and --variant (matrix, mutants) in the order given, each once;
+    ``default`` when none was given. Checked here as far as no Keras is needed, before any run
+    starts (with the reference's own messages): a name must be a zoo name, a FILE.keras or
+    path/to/file.py must exist."""
+    models = list(dict.fromkeys(args.models or default))
+    for source in models:
+        where = source.rpartition(":")[0]
+        if source.endswith(".keras"):
+            if not os.path.isfile(source):
+                raise InputError(f"model file {source}: does not exist or is not a file")
+        elif source in MODELS:
+            continue
+        elif ":" in source.strip(":"):  # MODULE:BUILDER or path/to/file.py:BUILDER
+            if (where.endswith(".py") or os.sep in where) and not os.path.isfile(where):
+                raise InputError(f"model {source}: file {where} does not exist")
+        else:
+            raise InputError(
+                f"unknown model {source!r}: expected a zoo name ({', '.join(MODELS)}), "
+                "FILE.keras, MODULE:BUILDER or path/to/file.py:BUILDER"
+            )
+    return models
+
+
 def run_mutants(args: argparse.Namespace) -> int:
     _output_file(args.json, "--json")
     results = run_catalogue(
-        variants=args.variant or sorted(scratch.VARIANTS),
+        models=_models(args, sorted(scratch.VARIANTS)),
         dtypes=args.dtype or ["float32", "float64"],
         seed=args.seed,
         batch_size=args.batch_size,
@@ -758,12 +812,13 @@ def run_mutants(args: argparse.Namespace) -> int:
 
 
 def run_matrix(args: argparse.Namespace) -> int:
+    models = _models(args, [DEFAULT_MODEL])
     if args.out == DEFAULT_MATRIX_OUT:
         args.out.parent.mkdir(exist_ok=True)
     check_output_folder(args.out, "--out")
     config = backend_matrix.MatrixConfig(
         backends=tuple(keras_backends.parse_list(args.backends)),
-        variants=tuple(dict.fromkeys(args.variant or ["keras-docs"])),
+        models=tuple(models),
         dtypes=tuple(dict.fromkeys(args.dtype or ["float32", "float64"])),
         seed=args.seed,
         batch_size=args.batch_size,

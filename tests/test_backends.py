@@ -8,17 +8,20 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
 import on_backend
+import pandas as pd
 import pytest
 
 import reference
 import scratch
 from compare.cli import main
-from compare.errors import InputError
+from compare.errors import InputError, JudgeUnavailable
 from compare.inputs.atomic import REPORT_MARKER
 from compare.inputs.weights import initial_weights
 from compare.judge.tolerances import Envelope, Tolerance, between_references
@@ -272,6 +275,179 @@ def test_a_failing_child_is_one_line_naming_the_backend(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"the {on_backend.NAME} run failed (exit 2)" in err
     assert not (tmp_path / "m").exists()
+
+
+BUILDER = """
+import keras
+
+
+def build():
+    model = keras.Sequential([
+        keras.Input((28, 28, 1)),
+        keras.layers.Conv2D(3, 5, strides=2, name="conv"),
+        keras.layers.Flatten(name="flat"),
+        keras.layers.Dense(10, activation="softmax", name="out"),
+    ])
+    model.compile(optimizer=keras.optimizers.SGD(0.02), loss="categorical_crossentropy")
+    return model
+"""
+
+
+def test_the_matrix_runs_any_model_and_names_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A zoo model, a FILE.keras given relative to the current folder and a MODULE:BUILDER
+    found in it: each reaches the child intact, is judged by the float64 judge, and is named
+    in the report by its name (a file by its file name)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny_builder.py").write_text(BUILDER)
+    namespace: dict[str, Any] = {}
+    exec(BUILDER, namespace)
+    (tmp_path / "models").mkdir()
+    with warnings.catch_warnings():  # Keras 3.15's variables and NumPy 2's __array__(copy=)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        namespace["build"]().save(tmp_path / "models" / "tiny.keras")
+    argv = ["matrix", "--model", "models/tiny.keras", "--model", "tiny_builder:build"]
+    argv += ["--model", "seed000-cnn", "--dtype", "float64", "--epochs", "0"]
+    code = main([*argv, "--backends", on_backend.NAME, "--out", "m"])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    assert (
+        f"PASS: all 3 comparisons over {on_backend.NAME} (tiny.keras, tiny_builder:build, "
+        "seed000-cnn; float64; 0 epochs of training) agree"
+    ) in out
+    record = json.loads((tmp_path / "m" / "matrix.json").read_text("utf-8"))
+    models = [str(tmp_path / "models" / "tiny.keras"), "tiny_builder:build", "seed000-cnn"]
+    assert record["config"]["models"] == models
+    assert [(c["model"], c["judge"], c["passed"]) for c in record["cells"]] == [
+        (m, "float64", True) for m in models
+    ]
+    md = (tmp_path / "m" / "report.md").read_text("utf-8")
+    page = (tmp_path / "m" / "index.html").read_text("utf-8")
+    for name in ("tiny.keras", "tiny_builder:build", "seed000-cnn"):
+        assert f"| {name} " in md and f"<td>{name}</td>" in page
+    assert "models/tiny.keras" not in md and "models/tiny.keras" not in page
+
+
+def test_a_child_imports_a_builder_from_where_the_caller_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A MODULE:BUILDER (or MODULE:FACTORY) the caller imports from a folder on its sys.path
+    is found by the child through PYTHONPATH; the interpreter's own folders are not added."""
+    (tmp_path / "lib" / "pkg").mkdir(parents=True)
+    (tmp_path / "lib" / "pkg" / "__init__.py").write_text("raise RuntimeError('not imported')\n")
+    (tmp_path / "impl").mkdir()
+    (tmp_path / "impl" / "mine.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path / "lib"))
+    monkeypatch.syspath_prepend(str(tmp_path / "impl"))
+    monkeypatch.setenv("PYTHONPATH", "/already/there")
+    sources = ("pkg.models:build", "json:loads", "numpy:ones", "absent_module:build")
+    config = cross.MatrixConfig(backends=(on_backend.NAME,), models=("seed000-cnn", *sources))
+    assert cross.import_roots(config) == [str(tmp_path / "lib")]
+    config = dataclasses.replace(config, implementation="mine:make")
+    roots = [str(tmp_path / "lib"), str(tmp_path / "impl")]
+    assert cross.import_roots(config) == roots
+    env = cross._child_env(on_backend.NAME, config)
+    assert env["PYTHONPATH"] == os.pathsep.join([*roots, "/already/there"])
+    assert env["KERAS_BACKEND"] == on_backend.NAME
+
+
+def test_model_files_reach_the_child_as_absolute_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = cross.MatrixConfig(
+        backends=(on_backend.NAME,),
+        models=("a.keras", "seed000-cnn", "./a.keras", "lib/b.py:build", "mod:build"),
+    )
+    assert config.models == (
+        str(tmp_path / "a.keras"),
+        "seed000-cnn",
+        f"{tmp_path / 'lib' / 'b.py'}:build",
+        "mod:build",
+    )
+    assert cross.MatrixConfig(**dataclasses.asdict(config)) == config  # as the child reads it
+    with pytest.raises(InputError, match="the matrix needs at least one model"):
+        cross.MatrixConfig(backends=(on_backend.NAME,), models=())
+
+
+REFUSED = (
+    "the float64 judge of keras-docs in float32 on torch runs on tensorflow, because Keras "
+    "computes matmul (Dense) in float32 there even in a float64 model, and tensorflow is not "
+    "installed: pip install 'lenet-parity[tensorflow]'"
+)
+
+
+def test_a_refused_check_is_n_a_and_the_matrix_goes_on(
+    run_here: cross._Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """A check the backend refuses (the float64 judge's refusal, raised here by a stand-in for
+    the check, whether or not a real backend still refuses) is a comparison not made: n/a with
+    its reason, and every comparison with that backend too; the matrix goes on and passes when
+    everything it compared agrees. Any other error of a check stops the child (exit 2)."""
+
+    def refuse(model: str, dtype: str, **options: Any) -> Any:
+        raise JudgeUnavailable(REFUSED)
+
+    monkeypatch.setattr(cross, "check_parity", refuse)
+    config = cross.MatrixConfig(backends=(on_backend.NAME,), dtypes=("float32",))
+    argv = [on_backend.NAME, json.dumps(dataclasses.asdict(config)), str(tmp_path / "child")]
+    assert cross.child_main(argv) == 0
+    assert capsys.readouterr().out == f"REFUSED: {REFUSED}\n"
+    refused = cross._Run.load(
+        tmp_path / "child" / cross._job_folder(config, "keras-docs", "float32")
+    )
+    assert refused.refused == REFUSED and refused.pairs == []
+    assert refused.verdict["environment"]["backend"] == on_backend.NAME
+
+    def fail(model: str, dtype: str, **options: Any) -> Any:
+        raise InputError("no such data file")
+
+    monkeypatch.setattr(cross, "check_parity", fail)
+    assert cross.child_main([*argv[:2], str(tmp_path / "again")]) == 2
+    assert capsys.readouterr().err == "lenet-parity: error: no such data file\n"
+
+    config = cross.MatrixConfig(backends=("tensorflow", "jax"))
+    results = {
+        "tensorflow": {("keras-docs", "float32"): run_here, ("keras-docs", "float64"): run_here},
+        "jax": {("keras-docs", "float32"): refused, ("keras-docs", "float64"): run_here},
+    }
+    matrix = cross.build(config, results)
+    assert [(c.label, c.dtype, c.refused) for c in matrix.cells if c.refused] == [
+        ("scratch vs jax", "float32", REFUSED),
+        ("tensorflow vs jax", "float32", "the jax check was refused"),
+    ]
+    assert matrix.passed
+    assert matrix.summary().startswith("PASS: the 4 made of 6 comparisons over tensorflow, jax")
+    assert matrix.summary().endswith(
+        "2 not made (n/a): scratch vs jax keras-docs float32; tensorflow vs jax keras-docs float32"
+    )
+    assert matrix.frame()["result"].tolist()[1] == f"n/a: {REFUSED}"
+    out = cross.write_matrix(matrix, tmp_path / "matrix")
+    assert f"n/a: {REFUSED}" in (out / "report.md").read_text("utf-8")
+    assert (out / "index.html").read_text("utf-8").count('<tr class="none">') == 2
+    csv = pd.read_csv(out / "matrix.csv", keep_default_na=False)
+    assert csv[csv["status"] == "n/a"]["problem"].tolist()[:2] == [
+        REFUSED,
+        "the jax check was refused",
+    ]
+
+    # every check refused: a panel without a comparison; a model the float64 judge judges:
+    # no tolerance between two backends
+    results["tensorflow"]["keras-docs", "float32"] = refused
+    by_judge = dict(run_here.verdict, config=dict(run_here.verdict["config"], judge="float64"))
+    float64_run = cross._Run(by_judge, run_here.pairs)
+    results["tensorflow"]["keras-docs", "float64"] = results["jax"]["keras-docs", "float64"] = (
+        float64_run
+    )
+    matrix = cross.build(config, results)
+    assert [c.judge for c in matrix.cells] == [None, None, None, "float64", "float64", None]
+    assert matrix.cells[-1].refused == (
+        "no tolerance between two backends: the calibrated table knows only the LeNet-5s"
+    )
+    assert matrix.passed
+    cross.write_matrix(matrix, tmp_path / "matrix")  # the heatmap draws an empty panel
 
 
 def test_float64_on_jax_without_x64_is_refused() -> None:

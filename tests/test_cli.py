@@ -9,11 +9,13 @@ import subprocess
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from compare import __version__
 from compare.cli import main
+from compare.errors import InputError
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -125,3 +127,92 @@ def test_module_entry_point_exit_code(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1
     assert "Traceback" not in proc.stderr
+
+
+# -- --model on matrix and mutants (repeatable, merged with --variant) --------------------------
+def test_model_and_variant_are_repeatable_and_merged_in_order() -> None:
+    from compare.cli import _models, build_parser
+
+    parser = build_parser()
+    given = ["seed000-cnn", "classic", "mine:build", "keras-docs", "seed000-cnn", "classic"]
+    flags = ["--model", "--variant", "--model", "--variant", "--model", "--variant"]
+    for command in ("matrix", "mutants"):
+        args = parser.parse_args([command, *(a for p in zip(flags, given, strict=True) for a in p)])
+        assert args.models == given
+        assert _models(args, ["keras-docs"]) == [
+            "seed000-cnn",
+            "classic",
+            "mine:build",
+            "keras-docs",
+        ]
+        assert _models(parser.parse_args([command, "--variant", "classic"]), []) == ["classic"]
+        assert _models(parser.parse_args([command]), ["keras-docs"]) == ["keras-docs"]
+        # a model file must exist: checked before any run
+        args = parser.parse_args([command, "--model", "x.py:build"])
+        with pytest.raises(InputError, match=r"^model x\.py:build: file x\.py does not exist$"):
+            _models(args, [])
+
+
+def test_matrix_and_mutants_get_the_models(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What the commands hand on (the runs themselves replaced): the models in order, each
+    once, a file's relative path made absolute for the matrix's child processes."""
+    from compare import cli
+    from compare.sides import backends
+
+    installed = backends.installed()
+    if not installed:
+        pytest.skip("no Keras backend is installed")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "mine.keras").write_bytes(b"")  # only its existence is checked here
+    seen: dict[str, Any] = {}
+
+    def matrix(config: Any, progress: Any = None) -> Any:
+        seen["matrix"] = config
+        raise InputError("stop here")
+
+    def catalogue(**options: Any) -> list[dict[str, Any]]:
+        seen["mutants"] = options
+        return []
+
+    monkeypatch.setattr(cli.backend_matrix, "run_matrix", matrix)
+    monkeypatch.setattr(cli, "run_catalogue", catalogue)
+    argv = ["--model", "seed000-cnn", "--variant", "classic", "--model", "models/mine.keras"]
+    argv += ["--variant", "classic", "--model", "seed000-cnn"]
+    assert main(["matrix", "--backends", installed[0], *argv, "--out", "m"]) == 2
+    assert capsys.readouterr().err == "lenet-parity: error: stop here\n"
+    assert seen["matrix"].models == (
+        "seed000-cnn",
+        "classic",
+        str(tmp_path / "models" / "mine.keras"),
+    )
+    assert seen["matrix"].epochs is None  # the check's default: one epoch or 200 steps
+    assert main(["mutants", *argv, "--dtype", "float64"]) == 0
+    assert seen["mutants"]["models"] == ["seed000-cnn", "classic", "models/mine.keras"]
+    assert seen["mutants"]["dtypes"] == ["float64"]
+    assert main(["mutants"]) == 0
+    assert seen["mutants"]["models"] == ["classic", "keras-docs"]  # both LeNet-5s
+
+
+@pytest.mark.parametrize("command", ["matrix", "mutants"])
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--model", "lenet7"], "unknown model 'lenet7': expected a zoo name (keras-docs,"),
+        (["--model", "seed000-cnn", "--model", ""], "unknown model ''"),
+        (["--model", "no/such.keras"], "model file no/such.keras: does not exist"),
+        (["--model", "no/such.py:build"], "model no/such.py:build: file no/such.py does not"),
+        (["--variant", "seed000-cnn"], "--variant: invalid choice: 'seed000-cnn'"),
+    ],
+)
+def test_a_bad_model_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], command: str, argv: list[str], needle: str
+) -> None:
+    """Refused before anything runs (no Keras, no child process)."""
+    code, out, err = run(capsys, command, *argv)
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1 and err.startswith("lenet-parity"), err
+    assert needle in err
+    assert "Traceback" not in err

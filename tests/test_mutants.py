@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import re
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -719,3 +721,21 @@ def test_cli_unknown_mutant_is_one_line_exit_2(capsys: pytest.CaptureFixture[str
     assert out == ""
     assert err.count("\n") == 1
     assert err.startswith("lenet-parity: error: unknown mutant 'no-such-bug'")
+
+
+@pytest.mark.keras
+def test_cli_runs_one_mutant_on_a_zoo_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--model as --variant is, merged with it: the mutant runs on seed000-cnn and is skipped
+    on keras-docs, which has no max pooling for it."""
+    name, runs = "maxpool-argmax-row-col-swapped", tmp_path / "runs.json"
+    argv = ["mutants", "--only", name, "--model", "seed000-cnn", "--variant", "keras-docs"]
+    code = main([*argv, "--dtype", "float64", "--json", str(runs)])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    (row,) = [line for line in out.splitlines() if f" {name} " in line]
+    assert row.startswith("1/1 [") and row.split()[3:6] == [name, "seed000-cnn", "float64"]
+    assert "caught=yes" in row and "localised=yes" in row
+    (run,) = json.loads(runs.read_text("utf-8"))["runs"]
+    assert (run["model"], run["expected"], run["caught"]) == ("seed000-cnn", "conv1", True)

@@ -4,10 +4,12 @@ self-contained ``index.html`` (the heatmap inline).
 A cell of the heatmap is one check of one comparison, coloured by its **margin** (error ÷
 allowance, :mod:`compare.judge.checks`): the colour scale is centred on 1, where a check fails —
 green well below, yellow close to it, red at or above it — and every cell is annotated with
-its value, a failing one boxed. One panel per variant and dtype; the panels of one variant
-share a row (and its labels) when they fit in :data:`MAX_WIDTH_IN` inches, else every panel
-has a row of its own, so that the page is legible at 1280 px (text of at least 10 pt at
-:data:`DPI` dots per inch, shown at its own size).
+its value, a failing one boxed; a comparison that was not made (refused) is a column of "n/a".
+One panel per model and dtype; the panels of one model share a row (and its labels) when they
+fit in :data:`MAX_WIDTH_IN` inches, else every panel has a row of its own, so that the page is
+legible at 1280 px (text of at least 10 pt at :data:`DPI` dots per inch, shown at its own size).
+A model is shown by its name: a zoo name as it is, a file by its file name
+(:func:`model_labels`).
 
 These functions take the :class:`compare.tools.matrix.Matrix` (its ``config``, ``cells``,
 ``environments`` and ``loss_paths``: the :class:`Matrix` protocol) and nothing else of it.
@@ -19,7 +21,8 @@ import base64
 import html
 import io
 import itertools
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -32,6 +35,7 @@ from matplotlib.patches import Rectangle
 from compare.judge.checks import MARGIN_CAP
 from compare.output.report import PASS_RULE, STYLE, blas_text, margin_bar
 from compare.output.text import NO_COMPARISON, margin_text
+from compare.parity.config import DEFAULT_MAX_STEPS
 
 if TYPE_CHECKING:
     from compare.judge.checks import Check
@@ -43,15 +47,14 @@ class MatrixConfig(Protocol):
     @property
     def backends(self) -> tuple[str, ...]: ...
     @property
-    def variants(self) -> tuple[str, ...]: ...
-    @property
     def dtypes(self) -> tuple[str, ...]: ...
     @property
-    def epochs(self) -> int: ...
+    def epochs(self) -> int | None: ...
 
 
 class Cell(Protocol):
-    """What this module reads of :class:`compare.tools.matrix.Cell`."""
+    """What this module reads of :class:`compare.tools.matrix.Cell` (``variant``: the model
+    source; and, where a cell has one, ``refused``: :func:`refusal`)."""
 
     @property
     def left(self) -> str: ...
@@ -105,6 +108,39 @@ COLORMAP: Final = mcolors.LinearSegmentedColormap.from_list(
 NORM: Final = mcolors.TwoSlopeNorm(vmin=LOG_LOW, vcenter=0.0, vmax=LOG_HIGH)
 
 
+# -- models and refusals -----------------------------------------------------------------------
+def model_label(source: str) -> str:
+    """How a model is named in the matrix: a zoo name or ``MODULE:BUILDER`` as it is, a
+    ``FILE.keras`` by its file name, ``path/to/file.py:BUILDER`` as ``file.py:BUILDER``."""
+    if source.endswith(".keras"):
+        return os.path.basename(source)
+    where, colon, name = source.rpartition(":")
+    if colon and where and (where.endswith(".py") or os.sep in where):
+        return f"{os.path.basename(where)}:{name}"
+    return source
+
+
+def model_labels(sources: Iterable[str]) -> dict[str, str]:
+    """Each source's :func:`model_label`; two sources of one label are shown in full."""
+    sources = list(dict.fromkeys(sources))
+    labels = [model_label(s) for s in sources]
+    return {
+        s: (s if labels.count(label) > 1 else label)
+        for s, label in zip(sources, labels, strict=True)
+    }
+
+
+def _models(matrix: Matrix) -> list[str]:
+    """The matrix's models, in its order."""
+    return list(dict.fromkeys(c.variant for c in matrix.cells))
+
+
+def refusal(cell: Cell) -> str | None:
+    """Why the comparison ``cell`` was not made (``refused``), or None: it was."""
+    reason = getattr(cell, "refused", None)
+    return None if reason is None else str(reason)
+
+
 # -- the heatmap ---------------------------------------------------------------------------------
 def _row(check: Check) -> str:
     return f"{check.kind} {check.name}"
@@ -112,15 +148,15 @@ def _row(check: Check) -> str:
 
 def _panels(matrix: Matrix) -> dict[tuple[str, str], list[Cell]]:
     return {
-        (variant, dtype): [c for c in matrix.cells if (c.variant, c.dtype) == (variant, dtype)]
-        for variant, dtype in itertools.product(matrix.config.variants, matrix.config.dtypes)
+        (model, dtype): [c for c in matrix.cells if (c.variant, c.dtype) == (model, dtype)]
+        for model, dtype in itertools.product(_models(matrix), matrix.config.dtypes)
     }
 
 
 def margin_frames(matrix: Matrix) -> dict[tuple[str, str], pd.DataFrame]:
-    """Per variant and dtype: the margin of every check (rows, "kind name", in data-flow order)
-    in every comparison (columns, "left vs right"); NaN where a comparison has no such check or
-    the check compared nothing."""
+    """Per model and dtype: the margin of every check (rows, "kind name", in data-flow order)
+    in every comparison (columns, "left vs right"); NaN where a comparison has no such check,
+    the check compared nothing or the comparison was not made."""
     frames = {}
     for key, cells in _panels(matrix).items():
         rows: dict[str, None] = {}
@@ -138,9 +174,14 @@ def margin_frames(matrix: Matrix) -> dict[tuple[str, str], pd.DataFrame]:
     return frames
 
 
-def _statuses(cells: Sequence[Cell]) -> dict[tuple[str, str], str]:
-    """(row, column) → the check's status."""
-    return {(_row(ch), cell.label): ch.status for cell in cells for ch in cell.checks}
+def _statuses(cells: Sequence[Cell], rows: Iterable[str]) -> dict[tuple[str, str], str]:
+    """(row, column) → the check's status; "n/a" in every row of a comparison not made."""
+    statuses = {(_row(ch), cell.label): ch.status for cell in cells for ch in cell.checks}
+    rows = list(rows)
+    for cell in cells:
+        if refusal(cell) is not None:
+            statuses |= {(row, cell.label): "n/a" for row in rows}
+    return statuses
 
 
 def cell_text(margin: float, status: str | None) -> str:
@@ -156,17 +197,17 @@ def cell_text(margin: float, status: str | None) -> str:
 
 
 def _layout(matrix: Matrix, frames: dict[tuple[str, str], pd.DataFrame]) -> list[list[Any]]:
-    """The panels' grid: one row per variant with its dtypes side by side when that fits in
+    """The panels' grid: one row per model with its dtypes side by side when that fits in
     :data:`MAX_WIDTH_IN`, else one panel per row."""
-    by_variant = [
-        [(variant, dtype) for dtype in matrix.config.dtypes if (variant, dtype) in frames]
-        for variant in matrix.config.variants
+    by_model = [
+        [(model, dtype) for dtype in matrix.config.dtypes if (model, dtype) in frames]
+        for model in _models(matrix)
     ]
-    widest = max((sum(len(frames[k].columns) for k in row) for row in by_variant), default=0)
-    per_row = max((len(row) for row in by_variant), default=1)
+    widest = max((sum(len(frames[k].columns) for k in row) for row in by_model), default=0)
+    per_row = max((len(row) for row in by_model), default=1)
     if LABELS_IN + widest * CELL_IN + 0.4 * per_row + 1.3 <= MAX_WIDTH_IN:
-        return [row for row in by_variant if row]
-    return [[key] for row in by_variant for key in row]
+        return [row for row in by_model if row]
+    return [[key] for row in by_model for key in row]
 
 
 def _tick_label(log: float) -> str:
@@ -193,7 +234,7 @@ def heatmap_figure(matrix: Matrix) -> Figure:
     widths = [
         max(len(frames[row[i]].columns) for row in grid if i < len(row)) for i in range(n_columns)
     ]
-    heights = [max(len(frames[k].index) for k in row) for row in grid]
+    heights = [max(1, *(len(frames[k].index) for k in row)) for row in grid]
     fig = Figure(
         figsize=(
             LABELS_IN + sum(widths) * CELL_IN + 0.4 * n_columns + 1.3,
@@ -210,17 +251,24 @@ def heatmap_figure(matrix: Matrix) -> Figure:
         height_ratios=heights,
     )
     image = None
+    names = model_labels(_models(matrix))
     for r, row in enumerate(grid):
         for i in range(n_columns):
             ax = axes[r][i]
             if i >= len(row):
                 ax.set_axis_off()
                 continue
-            variant, dtype = row[i]
+            model, dtype = row[i]
+            title = f"{names[model]}, {dtype}"
             frame = frames[row[i]].reindex(
                 frames[row[0]].index.union(frames[row[i]].index, sort=False)
             )
-            statuses = _statuses(panels[row[i]])
+            if frame.empty:  # no comparison of this panel was made
+                ax.set_axis_off()
+                ax.set_title(title, fontsize=FONT_PT + 2, fontweight="bold")
+                ax.text(0.5, 0.5, "n/a: no comparison made", ha="center", fontsize=FONT_PT)
+                continue
+            statuses = _statuses(panels[row[i]], frame.index)
             values = frame.to_numpy(dtype=np.float64)
             with np.errstate(divide="ignore"):  # log10(0) = -inf: the bottom of the scale
                 logs = np.clip(np.log10(values), LOG_LOW, LOG_HIGH)
@@ -231,7 +279,7 @@ def heatmap_figure(matrix: Matrix) -> Figure:
             ax.xaxis.tick_top()
             ax.tick_params(length=0)
             ax.set_yticks(range(len(frame.index)), frame.index if i == 0 else [], fontsize=FONT_PT)
-            ax.set_title(f"{variant}, {dtype}", fontsize=FONT_PT + 2, fontweight="bold")
+            ax.set_title(title, fontsize=FONT_PT + 2, fontweight="bold")
             for (y, name), (x, column) in itertools.product(
                 enumerate(frame.index), enumerate(frame.columns)
             ):
@@ -280,11 +328,13 @@ def _largest(checks: Sequence[Check]) -> Check | None:
 
 
 def comparisons_frame(matrix: Matrix) -> pd.DataFrame:
-    """One row per comparison: the largest margin per kind, its worst check, how many checks
-    pass, and the result."""
+    """One row per comparison: the model (:func:`model_labels`), the largest margin per kind,
+    its worst check, how many checks pass, and the result (n/a with why for a comparison not
+    made)."""
     rows = []
+    labels = model_labels(_models(matrix))
     for c in matrix.cells:
-        row: dict[str, Any] = {"comparison": c.label, "variant": c.variant, "dtype": c.dtype}
+        row: dict[str, Any] = {"comparison": c.label, "model": labels[c.variant], "dtype": c.dtype}
         for kind in HEATMAP_KINDS:
             worst = _largest([ch for ch in c.checks if ch.kind == kind])
             row[f"{kind} margin"] = "-" if worst is None else margin_text(worst)
@@ -293,24 +343,46 @@ def comparisons_frame(matrix: Matrix) -> pd.DataFrame:
         failed = [ch for ch in c.checks if ch.status == "fail"]
         compared = [ch for ch in c.checks if ch.status not in NO_COMPARISON]
         row["checks passed"] = f"{len(compared) - len(failed)}/{len(compared)}"
-        row["result"] = "pass" if not failed else f"FAIL ({_row(failed[0])})"
+        refused = refusal(c)
+        row["result"] = (
+            f"n/a: {refused}"
+            if refused is not None
+            else "pass"
+            if not failed
+            else f"FAIL ({_row(failed[0])})"
+        )
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def summary(matrix: Matrix) -> str:
-    """The matrix in one line: PASS, or FAIL with the comparisons that disagree."""
+    """The matrix in one line: PASS, or FAIL with the comparisons that disagree; and the
+    comparisons not made (n/a), if any."""
     config = matrix.config
+    labels = model_labels(_models(matrix))
     failed = [c for c in matrix.cells if any(ch.status == "fail" for ch in c.checks)]
+    refused = [c for c in matrix.cells if refusal(c) is not None]
+    training = (
+        f"one epoch or {DEFAULT_MAX_STEPS} steps of training, whichever is shorter"
+        if config.epochs is None
+        else f"{config.epochs} epoch{'s' * (config.epochs != 1)} of training"
+    )
     what = (
         f"{len(matrix.cells)} comparisons over {', '.join(config.backends)} "
-        f"({', '.join(config.variants)}; {', '.join(config.dtypes)}; "
-        f"{config.epochs} epoch{'s' * (config.epochs != 1)} of training)"
+        f"({', '.join(labels.values())}; {', '.join(config.dtypes)}; {training})"
     )
+    na = ""
+    if refused:
+        names = "; ".join(f"{c.label} {labels[c.variant]} {c.dtype}" for c in refused)
+        na = f"; {len(refused)} not made (n/a): {names}"
     if not failed:
-        return f"PASS: all {what} agree"
-    names = "; ".join(f"{c.label} {c.variant} {c.dtype}" for c in failed)
-    return f"FAIL: {len(failed)} of {what} disagree: {names}"
+        return (
+            f"PASS: all {what} agree"
+            if not refused
+            else f"PASS: the {len(matrix.cells) - len(refused)} made of {what} agree{na}"
+        )
+    names = "; ".join(f"{c.label} {labels[c.variant]} {c.dtype}" for c in failed)
+    return f"FAIL: {len(failed)} of {what} disagree: {names}{na}"
 
 
 def environment_frame(matrix: Matrix) -> pd.DataFrame:
@@ -364,7 +436,10 @@ def _comparisons_html(matrix: Matrix) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in frame.columns) + "<th>largest margin</th>"
     rows = []
     for cell, (_, row) in zip(matrix.cells, frame.iterrows(), strict=True):
-        css = "fail" if str(row["result"]).startswith("FAIL") else "pass"
+        result = str(row["result"])
+        css = (
+            "fail" if result.startswith("FAIL") else "none" if result.startswith("n/a") else "pass"
+        )
         cells = "".join(f"<td>{html.escape(str(v))}</td>" for v in row.to_numpy())
         worst = _largest(cell.checks)
         bar = "" if worst is None else margin_bar(worst)
