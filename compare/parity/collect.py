@@ -176,6 +176,7 @@ def collect(
     widened = {k: theirs.widened(v) for k, v in ref_outputs.items()}
     items += _gradients(config, spec, factory, ours, theirs, judge, widened, weights, x, y)
     if not config.trains:
+        judge.close()
         return items, None
     # the run's length is checked against its limit and its tolerances before any batch is made
     size = config.train_batch_size
@@ -188,6 +189,7 @@ def collect(
     plan = training.schedule(len(data.x_train), size, config.epochs, config.seed, config.steps)
     names = [training.STEP_LOSS, *parameter_keys, *training.HELDOUT]
     if not ours.provides("train_step"):
+        judge.close()
         reason = "the implementation has no train_step()"
         return items + [
             Check.without_comparison("training", n, "skipped", reason) for n in names
@@ -201,6 +203,7 @@ def collect(
     curves = _train_side_by_side(
         config, spec, factory, weights, data, plan, our_plan, backend, judge
     )
+    judge.close()
     by_name = {p.name: p for p in curves.pairs(family, judge.training_lengths())}
     for name in names:
         if name in by_name:
@@ -661,7 +664,7 @@ class _JudgeRun:
             return None
         dtype = self.config.dtype if also else self.dtype
         reference = self.new_reference(dtype, training=True)
-        return training.record(
+        recorded = training.record(
             _Trainee(reference.train_step, reference.get_weights, reference.predict),
             plan,
             data.x_train.astype(dtype),
@@ -671,6 +674,17 @@ class _JudgeRun:
             batch_size=self.config.batch_size,
             masks=masks,
         )
+        if isinstance(reference, RemoteReference):
+            reference.close()
+        return recorded
+
+    def close(self) -> None:
+        """Release the worker's models of this check (a process that runs many checks, the
+        mutants or a sweep, would otherwise keep every one); a local reference needs nothing."""
+        for found in (self.reference, self.also):
+            if isinstance(found, RemoteReference):
+                found.close()
+        self.reference, self.also = None, None
 
 
 def _covered(
